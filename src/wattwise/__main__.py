@@ -1,0 +1,5 @@
+import sys
+
+from wattwise.cli.main import main
+
+sys.exit(main())

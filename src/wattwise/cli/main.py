@@ -1,0 +1,64 @@
+"""Entry point of the ``wattwise`` command.
+
+Each subcommand lives in its own module ``wattwise.cli.<name>`` that defines
+``register(subparsers) -> None``; the parser it adds sets ``func`` (called with the parsed
+namespace, returns an exit code). Subcommand modules import heavy stacks only inside ``func``.
+Errors: raise :class:`CLIError` (or a :class:`~wattwise.errors.WattwiseError`) for a one-line
+message and exit code 2 - never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from typing import Sequence
+
+from wattwise.errors import WattwiseError
+
+SUBCOMMANDS = ("demo", "probe", "advise", "report", "fit", "sweep")
+
+
+class CLIError(Exception):
+    """A user error: printed as one line ``wattwise <cmd>: error: ...``, exit code 2."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="wattwise",
+        description="Energy per training sample and per epoch, and cache-aware sizing advice.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    from wattwise import __version__
+
+    parser.add_argument("--version", action="version", version=f"wattwise {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in SUBCOMMANDS:
+        try:
+            module = importlib.import_module(f"wattwise.cli.{name}")
+        except ModuleNotFoundError as e:  # subcommand not written yet
+            if e.name == f"wattwise.cli.{name}":
+                continue
+            raise
+        module.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except (CLIError, WattwiseError) as e:
+        print(f"wattwise {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"wattwise {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

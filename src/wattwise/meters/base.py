@@ -1,0 +1,92 @@
+"""The meter interface: cumulative energy counters, in joules, since the meter was opened."""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Literal, Mapping
+
+__all__ = ["Reading", "Meter", "Scope"]
+
+Scope = Literal["node", "device"]
+"""``"node"``: a counter every process on the machine sees (RAPL, codecarbon); read it on one
+process per node. ``"device"``: a counter of a device this process uses (one GPU)."""
+
+
+@dataclass(frozen=True)
+class Reading:
+    """One reading of a meter.
+
+    Attributes:
+        joules: domain name (``"gpu:0"``, ``"cpu:package-0"``, ``"cpu:dram-0"``) -> joules
+            accumulated since the meter was opened, counter wraps already unwrapped.
+        time_s: ``time.monotonic()`` when the reading was taken, in seconds.
+        estimated: True when the numbers are estimates, not hardware counter readings.
+    """
+
+    joules: Mapping[str, float]
+    time_s: float
+    estimated: bool = False
+    approximate_domains: frozenset[str] = field(default_factory=frozenset)
+    """Domains whose joules come from integrating sampled power (no energy counter)."""
+
+    @property
+    def total_joules(self) -> float:
+        """Sum over all domains, in joules."""
+        return float(sum(self.joules.values()))
+
+
+class Meter(abc.ABC):
+    """A source of cumulative energy readings.
+
+    Subclasses open their hardware in ``__init__`` only after validating arguments when
+    there is nothing to defer; they must be cheap to ``read()`` (called at window
+    boundaries) and must never raise anything but :class:`~wattwise.errors.MeterReadError`
+    from ``read()``.
+
+    Attributes:
+        name: short backend name (``"rapl"``, ``"nvml"``, ``"pyrapl"``, ``"codecarbon"``, ``"fake"``).
+        scope: ``"node"`` or ``"device"`` (see :data:`Scope`).
+        estimated: True when this meter's numbers are estimates.
+        update_period_s: how often the underlying counter updates, in seconds; windows
+            shorter than this can read 0 J and are never reported as 0 J.
+    """
+
+    name: str = "meter"
+    scope: Scope = "node"
+    estimated: bool = False
+    update_period_s: float = 0.0
+
+    @property
+    @abc.abstractmethod
+    def domains(self) -> tuple[str, ...]:
+        """The domain names this meter reports, in order."""
+
+    @abc.abstractmethod
+    def read(self) -> Reading:
+        """Return the joules accumulated per domain since the meter was opened."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release files, libraries and threads. Idempotent."""
+
+    def describe(self) -> dict[str, object]:
+        """A JSON-serialisable description for run summaries (name, domains, estimated, notes)."""
+        return {
+            "name": self.name,
+            "scope": self.scope,
+            "domains": list(self.domains),
+            "estimated": self.estimated,
+            "update_period_s": self.update_period_s,
+        }
+
+    def __enter__(self) -> Meter:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
