@@ -1,0 +1,471 @@
+"""Multi-run reports from run summaries: tables, CSV and plots.
+
+A run summary is the JSON file :class:`~wattwise.EnergyTracker` writes (schema in
+``docs/summary-schema.md``). This module flattens one or several summaries into rows (one per
+run, epoch and phase), prints them as tables (side by side when several runs are given), writes
+CSV and draws plots with matplotlib (imported lazily, Agg backend).
+
+Unknown values stay ``None`` (printed as ``-``), never 0. Estimated numbers are labelled
+``estimated`` in every table, CSV row and plot legend.
+
+Example:
+    >>> from wattwise.report import load_summary, report_rows, format_report
+    >>> s = load_summary("wattwise_runs/demo/summary.json")  # doctest: +SKIP
+    >>> print(format_report([s]))  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import IO, Any, Iterable, Mapping, Sequence
+
+from wattwise.errors import ConfigurationError
+
+__all__ = [
+    "ReportRow",
+    "load_summary",
+    "run_label",
+    "run_labels",
+    "report_rows",
+    "format_report",
+    "format_comparison",
+    "write_csv",
+    "rows_to_csv",
+    "plot_runs",
+    "CSV_COLUMNS",
+]
+
+_PHASE_ORDER = ("train", "validate", "test", "predict")
+
+
+@dataclass(frozen=True)
+class ReportRow:
+    """One phase of one epoch (or of the run totals, ``epoch=None``) of one run.
+
+    Attributes:
+        run: the run's label (its ``run_name`` or the file name).
+        epoch: the epoch index, or None for the run totals.
+        phase: ``"train"``, ``"validate"``, ``"test"`` or ``"predict"``.
+        joules: energy of the phase in joules, None when unknown.
+        joules_per_sample: joules per training sample, None when unknown.
+        watts: average power in watts, None when unknown.
+        seconds: wall time of the phase in seconds.
+        samples: samples processed.
+        estimated: True when the joules are estimates (no hardware counter).
+    """
+
+    run: str
+    epoch: int | None
+    phase: str
+    joules: float | None
+    joules_per_sample: float | None
+    watts: float | None
+    seconds: float | None
+    samples: int | None
+    estimated: bool
+
+    @property
+    def source(self) -> str:
+        """``"estimated"`` or ``"measured"``."""
+        return "estimated" if self.estimated else "measured"
+
+
+CSV_COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(ReportRow)) + ("source",)
+
+
+# --------------------------------------------------------------------------------------------
+# loading
+
+
+def load_summary(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Read one run summary JSON file.
+
+    Args:
+        path: the summary file a callback or :class:`~wattwise.EnergyTracker` wrote.
+
+    Returns:
+        The summary as a dict, with ``"_path"`` set to the file path it came from.
+
+    Raises:
+        ConfigurationError: the file is missing, is not JSON, or is not a run summary.
+    """
+    p = Path(path)
+    if p.is_dir():
+        candidates = sorted(p.glob("*.json"))
+        if len(candidates) != 1:
+            raise ConfigurationError(
+                f"report: {str(path)!r} is a directory with {len(candidates)} .json files; "
+                "give the run summary file itself (e.g. .../summary.json)"
+            )
+        p = candidates[0]
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigurationError(
+            f"report: run summary {str(path)!r} does not exist; give the path of a summary "
+            "JSON written by EnergyMonitor/EnergyTracker (summary_path=...)"
+        ) from None
+    except OSError as e:
+        raise ConfigurationError(f"report: cannot read {str(path)!r}: {e.strerror or e}") from e
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ConfigurationError(
+            f"report: {str(path)!r} is not JSON ({e.msg} at line {e.lineno}); expected a run "
+            "summary written by EnergyMonitor/EnergyTracker"
+        ) from None
+    if not isinstance(data, dict) or not ("epochs" in data or "totals" in data):
+        raise ConfigurationError(
+            f"report: {str(path)!r} is JSON but not a wattwise run summary (no 'epochs' or "
+            "'totals'); expected a file written by EnergyMonitor/EnergyTracker"
+        )
+    data["_path"] = str(p)
+    return data
+
+
+def run_label(summary: Mapping[str, Any], index: int = 0) -> str:
+    """A short label for a run: its ``run_name``, else its file's stem, else ``run<index>``."""
+    name = summary.get("run_name")
+    if isinstance(name, str) and name:
+        return name
+    path = summary.get("_path")
+    if isinstance(path, str):
+        p = Path(path)
+        return p.parent.name if p.stem in ("summary", "run") and p.parent.name else p.stem
+    return f"run{index}"
+
+
+def _num(value: Any) -> float | None:
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, (int, float)) and math.isfinite(float(value)):
+        return float(value)
+    return None
+
+
+def _int(value: Any) -> int | None:
+    v = _num(value)
+    return None if v is None else int(v)
+
+
+def _phase_items(phases: Any) -> Iterable[tuple[str, Mapping[str, Any]]]:
+    """Phases as (name, record) pairs, whether stored as a mapping or as a list of records."""
+    if isinstance(phases, Mapping):
+        items = [(str(k), v) for k, v in phases.items() if isinstance(v, Mapping)]
+    elif isinstance(phases, list):
+        items = [(str(v.get("phase", "?")), v) for v in phases if isinstance(v, Mapping)]
+    else:
+        items = []
+    order = {p: i for i, p in enumerate(_PHASE_ORDER)}
+    return sorted(items, key=lambda kv: order.get(kv[0], len(order)))
+
+
+def _summary_estimated(summary: Mapping[str, Any]) -> bool:
+    est = summary.get("estimated")
+    if isinstance(est, bool):
+        return est
+    meters = summary.get("meters")
+    if isinstance(meters, Mapping):
+        meters = meters.get("used", meters.get("in_use", []))
+    if isinstance(meters, list) and meters:
+        return all(bool(m.get("estimated")) for m in meters if isinstance(m, Mapping))
+    return False
+
+
+def _row(run: str, epoch: int | None, phase: str, rec: Mapping[str, Any], est: bool) -> ReportRow:
+    joules = _num(rec.get("joules"))
+    seconds = _num(rec.get("seconds"))
+    samples = _int(rec.get("samples"))
+    jps = _num(rec.get("joules_per_sample"))
+    if jps is None and joules is not None and samples:
+        jps = joules / samples
+    watts = _num(rec.get("watts"))
+    if watts is None and joules is not None and seconds:
+        watts = joules / seconds
+    estimated = rec.get("estimated")
+    return ReportRow(
+        run=run,
+        epoch=epoch,
+        phase=phase,
+        joules=joules,
+        joules_per_sample=jps,
+        watts=watts,
+        seconds=seconds,
+        samples=samples,
+        estimated=bool(estimated) if isinstance(estimated, bool) else est,
+    )
+
+
+def report_rows(
+    summary: Mapping[str, Any], label: str | None = None, *, totals: bool = True
+) -> list[ReportRow]:
+    """Flatten one run summary into rows: one per epoch and phase, then the run totals.
+
+    Args:
+        summary: a run summary dict (from :func:`load_summary` or ``EnergyTracker.summary()``).
+        label: the run label; default :func:`run_label`.
+        totals: also return the run totals per phase (rows with ``epoch=None``).
+
+    Returns:
+        The rows, epochs in order, phases in the order train, validate, test, predict.
+    """
+    run = label if label is not None else run_label(summary)
+    est = _summary_estimated(summary)
+    rows: list[ReportRow] = []
+    epochs = summary.get("epochs") or []
+    if isinstance(epochs, Mapping):
+        epochs = [dict(v, epoch=v.get("epoch", k)) for k, v in epochs.items()]
+    for i, ep in enumerate(epochs):
+        if not isinstance(ep, Mapping):
+            continue
+        epoch = _int(ep.get("epoch"))
+        for phase, rec in _phase_items(ep.get("phases")):
+            rows.append(_row(run, i if epoch is None else epoch, phase, rec, est))
+    if totals:
+        tot = summary.get("totals") or {}
+        if isinstance(tot, Mapping) and isinstance(tot.get("phases"), (Mapping, list)):
+            tot = tot["phases"]
+        for phase, rec in _phase_items(tot):
+            rows.append(_row(run, None, phase, rec, est))
+    return rows
+
+
+# --------------------------------------------------------------------------------------------
+# formatting
+
+
+def _fmt(value: float | int | None, kind: str) -> str:
+    if value is None:
+        return "-"
+    if kind == "int":
+        return f"{int(value):d}"
+    v = float(value)
+    if kind == "j" or kind == "jps":
+        if v == 0:
+            return "0"
+        a = abs(v)
+        if a >= 1000:
+            return f"{v:,.0f}"
+        if a >= 1:
+            return f"{v:.3g}" if a < 100 else f"{v:.1f}"
+        return f"{v:.3g}"
+    if kind == "w":
+        return f"{v:.1f}"
+    if kind == "s":
+        return f"{v:.2f}"
+    return str(value)
+
+
+def _table(header: Sequence[str], body: Sequence[Sequence[str]], right: Sequence[bool]) -> str:
+    widths = [len(h) for h in header]
+    for line in body:
+        widths = [max(w, len(c)) for w, c in zip(widths, line)]
+
+    def render(cells: Sequence[str]) -> str:
+        out = [c.rjust(w) if r else c.ljust(w) for c, w, r in zip(cells, widths, right)]
+        return "  ".join(out).rstrip()
+
+    sep = "  ".join("-" * w for w in widths)
+    return "\n".join([render(header), sep, *(render(b) for b in body)])
+
+
+def _meter_line(summary: Mapping[str, Any]) -> str:
+    meters = summary.get("meters")
+    names: list[str] = []
+    if isinstance(meters, Mapping):
+        meters = meters.get("used", meters.get("in_use", []))
+    if isinstance(meters, list):
+        for m in meters:
+            if isinstance(m, Mapping):
+                tag = " (estimate)" if m.get("estimated") else ""
+                names.append(f"{m.get('name', '?')}{tag}")
+            elif isinstance(m, str):
+                names.append(m)
+    return ", ".join(names) if names else "unknown"
+
+
+def format_run(summary: Mapping[str, Any], label: str | None = None) -> str:
+    """One run as a table: per epoch and phase joules, J/sample, W, seconds, measured/estimated."""
+    run = label if label is not None else run_label(summary)
+    rows = report_rows(summary, run)
+    status = summary.get("status", "?")
+    est = _summary_estimated(summary)
+    head = f"Run {run}  (status: {status}; meters: {_meter_line(summary)})"
+    if est:
+        head += "\n  ESTIMATES: no hardware energy counter was readable; joules are estimated."
+    header = ["epoch", "phase", "joules", "J/sample", "watts", "seconds", "samples", "source"]
+    body = [
+        [
+            "total" if r.epoch is None else str(r.epoch),
+            r.phase,
+            _fmt(r.joules, "j"),
+            _fmt(r.joules_per_sample, "jps"),
+            _fmt(r.watts, "w"),
+            _fmt(r.seconds, "s"),
+            _fmt(r.samples, "int"),
+            r.source,
+        ]
+        for r in rows
+    ]
+    if not body:
+        return head + "\n  (no epochs recorded)"
+    return head + "\n" + _table(header, body, [True, False, True, True, True, True, True, False])
+
+
+def format_comparison(summaries: Sequence[Mapping[str, Any]], labels: Sequence[str]) -> str:
+    """Several runs side by side: run totals per phase, one column group per run."""
+    per_run = [
+        {r.phase: r for r in report_rows(s, lab) if r.epoch is None}
+        for s, lab in zip(summaries, labels)
+    ]
+    phases = [p for p in _PHASE_ORDER if any(p in d for d in per_run)]
+    phases += sorted({p for d in per_run for p in d} - set(phases))
+    header = ["phase", "quantity", *labels]
+    body: list[list[str]] = []
+    quantities = (
+        ("joules", "joules", "j"),
+        ("J/sample", "joules_per_sample", "jps"),
+        ("watts", "watts", "w"),
+        ("seconds", "seconds", "s"),
+    )
+    for phase in phases:
+        for qname, attr, kind in quantities:
+            cells = []
+            for d in per_run:
+                r = d.get(phase)
+                cells.append(_fmt(getattr(r, attr), kind) if r is not None else "-")
+            body.append([phase, qname, *cells])
+        body.append(
+            [phase, "source", *[(d[phase].source if phase in d else "-") for d in per_run]]
+        )
+    right = [False, False, *([True] * len(labels))]
+    return "Runs side by side (run totals)\n" + _table(header, body, right)
+
+
+def run_labels(summaries: Sequence[Mapping[str, Any]]) -> list[str]:
+    """Unique labels for the runs (see :func:`run_label`; duplicates get ``#2``, ``#3``...)."""
+    labels = [run_label(s, i) for i, s in enumerate(summaries)]
+    seen: dict[str, int] = {}
+    out = []
+    for lab in labels:
+        n = seen.get(lab, 0)
+        seen[lab] = n + 1
+        out.append(lab if n == 0 else f"{lab}#{n + 1}")
+    return out
+
+
+def format_report(summaries: Sequence[Mapping[str, Any]]) -> str:
+    """The full text report: one table per run, then the runs side by side if there are several."""
+    labels = run_labels(summaries)
+    parts = [format_run(s, lab) for s, lab in zip(summaries, labels)]
+    if len(summaries) > 1:
+        parts.append(format_comparison(summaries, labels))
+    return "\n\n".join(parts)
+
+
+# --------------------------------------------------------------------------------------------
+# CSV
+
+
+def write_csv(rows: Iterable[ReportRow], out: IO[str]) -> int:
+    """Write rows as CSV (header :data:`CSV_COLUMNS`; unknown values empty). Returns row count."""
+    w = csv.writer(out, lineterminator="\n")
+    w.writerow(CSV_COLUMNS)
+    n = 0
+    for r in rows:
+        d = asdict(r)
+        w.writerow(
+            ["total" if k == "epoch" and d[k] is None else ("" if d[k] is None else d[k])
+             for k in CSV_COLUMNS[:-1]]
+            + [r.source]
+        )
+        n += 1
+    return n
+
+
+def rows_to_csv(rows: Iterable[ReportRow]) -> str:
+    """CSV text of the rows (see :func:`write_csv`)."""
+    buf = io.StringIO()
+    write_csv(rows, buf)
+    return buf.getvalue()
+
+
+# --------------------------------------------------------------------------------------------
+# plots
+
+
+def plot_runs(summaries: Sequence[Mapping[str, Any]], path: str | os.PathLike[str]) -> Path:
+    """Plot energy per epoch (all phases summed) and J/sample per phase for one or more runs.
+
+    Uses matplotlib with the Agg backend (imported here, not at module import).
+
+    Args:
+        summaries: run summaries.
+        path: the PNG (or any matplotlib-supported format) to write.
+
+    Returns:
+        The path written.
+
+    Raises:
+        ConfigurationError: matplotlib is not installed, or the file cannot be written.
+    """
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg", force=True)
+        import matplotlib.pyplot as plt
+    except ImportError as e:
+        raise ConfigurationError(
+            'report --plot needs matplotlib: pip install "wattwise[plot]"'
+        ) from e
+    labels = run_labels(summaries)
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.2))
+    any_est = False
+    phase_vals: dict[str, dict[str, float | None]] = {}
+    for s, lab in zip(summaries, labels):
+        rows = report_rows(s, lab)
+        est = any(r.estimated for r in rows)
+        any_est |= est
+        tag = f"{lab} (estimated)" if est else lab
+        per_epoch: dict[int, float] = {}
+        for r in rows:
+            if r.epoch is not None and r.joules is not None:
+                per_epoch[r.epoch] = per_epoch.get(r.epoch, 0.0) + r.joules
+        xs = sorted(per_epoch)
+        ax1.plot(xs, [per_epoch[x] for x in xs], marker="o",
+                 linestyle="--" if est else "-", label=tag)
+        phase_vals[tag] = {r.phase: r.joules_per_sample for r in rows if r.epoch is None}
+    ax1.set_xlabel("epoch")
+    ax1.set_ylabel("energy per epoch, all phases [J]")
+    ax1.set_title("Energy per epoch" + (" (estimates)" if any_est else ""))
+    ax1.grid(alpha=0.3)
+    ax1.legend(fontsize=8)
+    phases = [p for p in _PHASE_ORDER if any(p in v for v in phase_vals.values())]
+    width = 0.8 / max(1, len(phase_vals))
+    for i, (tag, vals) in enumerate(phase_vals.items()):
+        xs_f = [j + i * width for j in range(len(phases))]
+        ys = [vals.get(p) for p in phases]
+        ax2.bar([x for x, y in zip(xs_f, ys) if y is not None],
+                [y for y in ys if y is not None], width=width, label=tag,
+                hatch="//" if "(estimated)" in tag else None)
+    ax2.set_xticks([j + width * (len(phase_vals) - 1) / 2 for j in range(len(phases))])
+    ax2.set_xticklabels(phases)
+    ax2.set_ylabel("joules per sample [J]")
+    ax2.set_title("J/sample per phase (run totals)")
+    ax2.grid(alpha=0.3, axis="y")
+    ax2.legend(fontsize=8)
+    fig.tight_layout()
+    out = Path(path)
+    try:
+        fig.savefig(out, dpi=110)
+    except (OSError, ValueError) as e:
+        raise ConfigurationError(f"report: cannot write plot {str(path)!r}: {e}") from e
+    finally:
+        plt.close(fig)
+    return out
