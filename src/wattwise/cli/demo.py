@@ -1,0 +1,311 @@
+"""``wattwise demo``: train a small MLP on the bundled digits with EnergyMonitor, show the energy."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+EPILOG = """\
+examples:
+  wattwise demo                                   # Lightning, 3 epochs, meters="auto"
+  wattwise demo --framework keras --epochs 2
+  wattwise demo --out runs/demo1 --meters rapl nvml
+  wattwise demo --hidden 256,256,256 --batch-size 32
+
+afterwards:
+  tensorboard --logdir <out>/tensorboard
+  wattwise report <out>/summary.json --plot energy.png
+"""
+
+FRAMEWORKS = ("lightning", "keras")
+METER_NAMES = ("auto", "nvml", "rapl", "pyrapl", "codecarbon")
+
+
+def register(subparsers: Any) -> None:
+    """Add the ``demo`` subcommand."""
+    p = subparsers.add_parser(
+        "demo",
+        help="train a small MLP on scikit-learn's bundled digits and report its energy",
+        description=(
+            "Trains a small MLP on scikit-learn's bundled handwritten digits (1797 8x8 images, "
+            "no download) with wattwise's EnergyMonitor callback, then prints the energy table "
+            "(joules, joules per sample, watts per phase), the cache-aware sizing advice, and "
+            "where the TensorBoard logs and the run summary were written."
+        ),
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--framework", default="lightning", metavar="NAME",
+                   help="lightning (default) or keras")
+    p.add_argument("--epochs", type=int, default=3, metavar="N", help="epochs (default 3)")
+    p.add_argument("--batch-size", type=int, default=64, metavar="B",
+                   help="batch size (default 64)")
+    p.add_argument("--hidden", default="128,128", metavar="W1,W2,...",
+                   help="hidden layer widths (default 128,128); input 64, output 10")
+    p.add_argument("--out", default=None, metavar="DIR",
+                   help="output folder (default ./wattwise_runs/demo-<timestamp>)")
+    p.add_argument("--meters", nargs="+", default=["auto"], metavar="NAME",
+                   help="auto (default) or meter names: nvml rapl pyrapl codecarbon")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.set_defaults(func=run)
+
+
+def parse_widths(text: str, option: str = "--hidden") -> list[int]:
+    """Parse ``"128,128"`` into ``[128, 128]``; raise CLIError naming ``option`` otherwise."""
+    from wattwise.cli.main import CLIError
+
+    try:
+        widths = [int(w) for w in text.split(",") if w.strip()]
+    except ValueError:
+        raise CLIError(
+            f"{option} {text!r}: expected comma-separated positive integers, e.g. 128,128"
+        ) from None
+    if not widths or any(w < 1 or w > 1_000_000 for w in widths):
+        raise CLIError(
+            f"{option} {text!r}: expected comma-separated integers in 1..1000000, e.g. 128,128"
+        )
+    return widths
+
+
+def meters_arg(names: Sequence[str]) -> str | list[str]:
+    """Validate ``--meters``: ``["auto"]`` -> ``"auto"``, else the list of names."""
+    from wattwise.cli.main import CLIError
+
+    for n in names:
+        if n not in METER_NAMES:
+            raise CLIError(f"--meters: unknown meter {n!r}; choose auto or from "
+                           f"{', '.join(METER_NAMES[1:])}")
+    if "auto" in names:
+        if len(names) > 1:
+            raise CLIError(f"--meters {' '.join(names)!r}: 'auto' cannot be combined with names")
+        return "auto"
+    return list(names)
+
+
+def default_out(prefix: str) -> Path:
+    """``./wattwise_runs/<prefix>-<YYYYmmdd-HHMMSS>``."""
+    return Path("wattwise_runs") / f"{prefix}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def _validate(args: argparse.Namespace) -> None:
+    from wattwise.cli.main import CLIError
+
+    if args.framework not in FRAMEWORKS:
+        raise CLIError(f"--framework {args.framework!r}: choose lightning or keras")
+    if not 1 <= args.epochs <= 10_000:
+        raise CLIError(f"--epochs {args.epochs!r}: expected an integer in 1..10000, e.g. 3")
+    if not 1 <= args.batch_size <= 100_000:
+        raise CLIError(f"--batch-size {args.batch_size!r}: expected an integer in 1..100000")
+
+
+def run(args: argparse.Namespace) -> int:
+    from wattwise.cli.main import CLIError
+
+    _validate(args)
+    hidden = parse_widths(args.hidden)
+    meters = meters_arg(args.meters)
+    out = Path(args.out) if args.out else default_out("demo")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise CLIError(f"--out {str(out)!r}: cannot create the folder: {e.strerror or e}") from None
+    summary_path = out / "summary.json"
+    tb_dir = out / "tensorboard"
+
+    from wattwise.datasets import load_digits
+
+    data = load_digits(seed=args.seed)
+    widths = [*hidden, data.n_classes]
+    print(
+        f"wattwise demo: MLP {data.n_features}-{'-'.join(map(str, widths))} on scikit-learn's "
+        f"digits ({len(data.y_train)} train / {len(data.y_val)} validation samples), "
+        f"{args.epochs} epoch(s), batch size {args.batch_size}, {args.framework}, "
+        f"meters={meters!r}",
+        flush=True,
+    )
+    t0 = time.monotonic()
+    if args.framework == "lightning":
+        val_acc = train_lightning(data, hidden, args.epochs, args.batch_size, meters,
+                                  summary_path, tb_dir, args.seed)
+    else:
+        val_acc = train_keras(data, hidden, args.epochs, args.batch_size, meters,
+                              summary_path, tb_dir, args.seed)
+    elapsed = time.monotonic() - t0
+
+    from wattwise.report import format_run, load_summary
+
+    print()
+    if not summary_path.exists():
+        raise CLIError(f"training finished but no run summary was written to {str(summary_path)!r}")
+    summary = load_summary(summary_path)
+    print(format_run(summary, label=out.name))
+    print_estimate_note(summary)
+    if val_acc is not None:
+        print(f"\nvalidation accuracy after {args.epochs} epoch(s): {val_acc:.3f}; "
+              f"wall time {elapsed:.1f} s")
+    print()
+    print(advice_text(summary, n_in=data.n_features, widths=widths,
+                      batch_size=args.batch_size, n_samples=data.n_samples))
+    print()
+    print("Open the results:")
+    print(f"  tensorboard --logdir {tb_dir}")
+    print(f"  wattwise report {summary_path} --plot {out / 'energy.png'}")
+    return 0
+
+
+def print_estimate_note(summary: dict[str, Any]) -> None:
+    """Say plainly when the numbers are estimates, and why counters were unavailable."""
+    from wattwise.report import report_rows
+
+    rows = report_rows(summary)
+    if not rows or not any(r.estimated for r in rows):
+        return
+    print("\nNOTE: these numbers are ESTIMATES, not measurements: no hardware energy counter "
+          "(NVML, RAPL) could be read on this machine, so the joules come from codecarbon's "
+          "power model (estimated CPU power x time). Run `wattwise probe` to see why and how to "
+          "enable a real counter.")
+    unavailable = summary.get("unavailable") or summary.get("meters_unavailable")
+    if isinstance(unavailable, dict):
+        for name, why in unavailable.items():
+            print(f"  {name}: {str(why).splitlines()[0] if why else 'unavailable'}")
+
+
+def advice_text(summary: dict[str, Any], *, n_in: int, widths: list[int], batch_size: int,
+                n_samples: int) -> str:
+    """The sizing advice as text: from the model (``wattwise.sizing``) or the run summary."""
+    head = "Sizing advice (BUTTER-E energy model; coefficients fitted on MLPs, predictions are estimates)"
+    try:
+        from wattwise import sizing  # noqa: F401
+    except ImportError:
+        sizing = None
+    if sizing is not None:
+        try:
+            advise = sizing.advise
+            advice = advise(widths=widths, n_in=n_in, batch_size=batch_size,
+                            n_samples=n_samples, hardware="auto")
+            text = advice.text()
+            near = bool(getattr(advice, "near", False))
+            note = ("The backward working set is NEAR a cache boundary: this size is already "
+                    "in the energy-efficient band; no resizing needed." if near else "")
+            return "\n".join(x for x in (head, text, note) if x)
+        except Exception as e:  # noqa: BLE001 - advice is a bonus; the energy table stands
+            return f"{head}\n  not available: {type(e).__name__}: {e}"
+    stored = summary.get("advice")
+    if isinstance(stored, dict) and isinstance(stored.get("text"), str):
+        return f"{head}\n{stored['text']}"
+    return f"{head}\n  not available: wattwise.sizing is not installed in this version"
+
+
+# --------------------------------------------------------------------------------------------
+# training
+
+
+def train_lightning(data: Any, hidden: list[int], epochs: int, batch_size: int,
+                    meters: str | list[str], summary_path: Path, tb_dir: Path,
+                    seed: int) -> float | None:
+    """Train the demo MLP with Lightning + EnergyMonitor; returns the validation accuracy."""
+    from wattwise.cli.main import CLIError
+
+    try:
+        import torch
+        from torch import nn
+        from torch.utils.data import DataLoader, TensorDataset
+    except ImportError as e:
+        raise CLIError('the Lightning demo needs torch: pip install ".[demo]" torch==2.13.0') from e
+    try:
+        import lightning.pytorch as pl
+        from lightning.pytorch.loggers import TensorBoardLogger
+    except ImportError:
+        try:
+            import pytorch_lightning as pl  # type: ignore[no-redef]
+            from pytorch_lightning.loggers import TensorBoardLogger  # type: ignore[no-redef]
+        except ImportError as e:
+            raise CLIError('the Lightning demo needs lightning: pip install ".[demo]"') from e
+    from wattwise.lightning import EnergyMonitor
+
+    pl.seed_everything(seed, verbose=False)
+    layers: list[nn.Module] = []
+    prev = data.n_features
+    for w in hidden:
+        layers += [nn.Linear(prev, w), nn.ReLU()]
+        prev = w
+    layers.append(nn.Linear(prev, data.n_classes))
+
+    class DigitsMLP(pl.LightningModule):  # type: ignore[misc,name-defined]
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = nn.Sequential(*layers)
+
+        def forward(self, x: Any) -> Any:
+            return self.net(x)
+
+        def training_step(self, batch: Any, batch_idx: int) -> Any:
+            x, y = batch
+            loss = nn.functional.cross_entropy(self(x), y)
+            self.log("train_loss", loss, prog_bar=True)
+            return loss
+
+        def validation_step(self, batch: Any, batch_idx: int) -> Any:
+            x, y = batch
+            logits = self(x)
+            self.log("val_loss", nn.functional.cross_entropy(logits, y), prog_bar=True)
+            self.log("val_acc", (logits.argmax(1) == y).float().mean(), prog_bar=True)
+
+        def configure_optimizers(self) -> Any:
+            return torch.optim.Adam(self.parameters(), lr=1e-3)
+
+    train = DataLoader(TensorDataset(torch.from_numpy(data.x_train), torch.from_numpy(data.y_train)),
+                       batch_size=batch_size, shuffle=True)
+    val = DataLoader(TensorDataset(torch.from_numpy(data.x_val), torch.from_numpy(data.y_val)),
+                     batch_size=batch_size)
+    logger = TensorBoardLogger(save_dir=str(tb_dir.parent), name=tb_dir.name, version="")
+    monitor = EnergyMonitor(meters, summary_path=summary_path)
+    trainer = pl.Trainer(
+        max_epochs=epochs,
+        accelerator="auto",
+        devices=1,
+        logger=logger,
+        callbacks=[monitor],
+        enable_checkpointing=False,
+        enable_model_summary=False,
+        log_every_n_steps=5,
+        enable_progress_bar=sys.stderr.isatty() or os.environ.get("WATTWISE_PROGRESS") == "1",
+    )
+    trainer.fit(DigitsMLP(), train, val)
+    acc = trainer.callback_metrics.get("val_acc")
+    return float(acc) if acc is not None else None
+
+
+def train_keras(data: Any, hidden: list[int], epochs: int, batch_size: int,
+                meters: str | list[str], summary_path: Path, tb_dir: Path,
+                seed: int) -> float | None:
+    """Train the demo MLP with Keras 3 + EnergyMonitor; returns the validation accuracy."""
+    from wattwise.cli.main import CLIError
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    try:
+        import keras
+    except ImportError as e:
+        raise CLIError('the Keras demo needs keras and a backend: pip install "wattwise[keras]" '
+                       "tensorflow-cpu (or torch / jax)") from e
+    from wattwise.keras import EnergyMonitor
+
+    keras.utils.set_random_seed(seed)
+    model = keras.Sequential(
+        [keras.Input((data.n_features,))]
+        + [keras.layers.Dense(w, activation="relu") for w in hidden]
+        + [keras.layers.Dense(data.n_classes)]
+    )
+    model.compile(optimizer=keras.optimizers.Adam(1e-3),
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                  metrics=["accuracy"])
+    monitor = EnergyMonitor(meters, summary_path=summary_path, log_dir=tb_dir)
+    history = model.fit(data.x_train, data.y_train, validation_data=(data.x_val, data.y_val),
+                        epochs=epochs, batch_size=batch_size, callbacks=[monitor],
+                        verbose=1 if sys.stdout.isatty() else 2)
+    acc = history.history.get("val_accuracy")
+    return float(acc[-1]) if acc else None
