@@ -1,0 +1,164 @@
+"""``wattwise report`` and ``wattwise.report`` against summaries written by a real EnergyTracker."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from wattwise import EnergyTracker
+from wattwise.cli.main import main
+from wattwise.report import format_report, load_summary, plot_runs, report_rows, rows_to_csv
+from wattwise.testing import FakeMeter
+
+# (train joules, validate joules) the fake counter moves in each epoch
+EPOCHS = [(30.0, 6.0), (24.0, 4.0)]
+TRAIN_SAMPLES = 3 * 32 + 10  # three full batches and a partial one
+VAL_SAMPLES = 40
+
+
+def _tracked_run(path: Path, name: str, *, estimated: bool = False, scale: float = 1.0) -> Path:
+    """Drive a real EnergyTracker with a FakeMeter whose counters move by EPOCHS x scale."""
+    meter = FakeMeter(("cpu:package-0",), estimated=estimated,
+                      name="codecarbon" if estimated else "fake")
+    tracker = EnergyTracker([meter], summary_path=path, run_name=name)
+    tracker.start()
+    for epoch, (train_j, val_j) in enumerate(EPOCHS):
+        tracker.start_window("train", epoch)
+        for samples in (32, 32, 32, 10):
+            tracker.add_batch(samples=samples)
+        meter.advance(train_j * scale)
+        tracker.end_window()
+        tracker.start_window("validate", epoch)
+        tracker.add_batch(samples=VAL_SAMPLES)
+        meter.advance(val_j * scale)
+        tracker.end_window()
+        tracker.end_epoch()
+    tracker.finish("completed")
+    return path
+
+
+@pytest.fixture
+def run_a(tmp_path: Path) -> Path:
+    return _tracked_run(tmp_path / "a" / "summary.json", "run-a")
+
+
+@pytest.fixture
+def run_b(tmp_path: Path) -> Path:
+    return _tracked_run(tmp_path / "b" / "summary.json", "run-b", estimated=True, scale=2.0)
+
+
+def test_rows_match_the_counter_movement(run_a: Path) -> None:
+    rows = report_rows(load_summary(run_a))
+    by_key = {(r.epoch, r.phase): r for r in rows}
+    for epoch, (train_j, val_j) in enumerate(EPOCHS):
+        tr = by_key[(epoch, "train")]
+        assert tr.joules == pytest.approx(train_j)
+        assert tr.samples == TRAIN_SAMPLES
+        assert tr.joules_per_sample == pytest.approx(train_j / TRAIN_SAMPLES)
+        assert tr.estimated is False and tr.source == "measured"
+        va = by_key[(epoch, "validate")]
+        assert va.joules == pytest.approx(val_j)
+        assert va.joules_per_sample == pytest.approx(val_j / VAL_SAMPLES)
+    total = by_key[(None, "train")]
+    assert total.joules == pytest.approx(sum(t for t, _ in EPOCHS))
+    assert total.joules_per_sample == pytest.approx(
+        sum(t for t, _ in EPOCHS) / (TRAIN_SAMPLES * len(EPOCHS))
+    )
+
+
+def test_estimated_runs_are_labelled(run_b: Path) -> None:
+    rows = report_rows(load_summary(run_b))
+    assert rows and all(r.estimated for r in rows)
+    text = format_report([load_summary(run_b)])
+    assert "ESTIMATES" in text and "estimated" in text and "measured" not in text
+
+
+def test_cli_one_run_prints_per_epoch_table(run_a: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["report", str(run_a)]) == 0
+    out = capsys.readouterr().out
+    assert "run-a" in out and "J/sample" in out
+    # per-epoch train joules of the first epoch, as printed
+    assert any(line.split()[:3] == ["0", "train", "30.0"] for line in out.splitlines()), out
+
+
+def test_cli_side_by_side(run_a: Path, run_b: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["report", str(run_a), str(run_b)]) == 0
+    out = capsys.readouterr().out
+    assert "Runs side by side" in out
+    side = out.split("Runs side by side", 1)[1]
+    joules_line = next(l for l in side.splitlines() if l.split()[:2] == ["train", "joules"])
+    assert joules_line.split()[2:] == ["54.0", "108"]
+    source_line = next(l for l in side.splitlines() if l.split()[:2] == ["train", "source"])
+    assert source_line.split()[2:] == ["measured", "estimated"]
+
+
+def test_cli_csv_and_plot(run_a: Path, run_b: Path, tmp_path: Path) -> None:
+    csv_path, png = tmp_path / "out.csv", tmp_path / "out.png"
+    assert main(["report", str(run_a), str(run_b), "--csv", str(csv_path), "--plot", str(png)]) == 0
+    rows = list(csv.DictReader(csv_path.open()))
+    assert {r["run"] for r in rows} == {"run-a", "run-b"}
+    first = next(r for r in rows if r["run"] == "run-b" and r["epoch"] == "1" and r["phase"] == "train")
+    assert float(first["joules"]) == pytest.approx(48.0)
+    assert first["source"] == "estimated"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5000
+
+
+def test_csv_to_stdout(run_a: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["report", str(run_a), "--csv", "-"]) == 0
+    out = capsys.readouterr().out
+    rows = list(csv.DictReader(io.StringIO(out)))
+    assert len(rows) == len(report_rows(load_summary(run_a)))
+    assert out == rows_to_csv(report_rows(load_summary(run_a)))
+
+
+def test_unknown_joules_stay_unknown(tmp_path: Path) -> None:
+    """A stalled counter gives no joules: shown as '-' and left empty in CSV, never 0."""
+    meter = FakeMeter(("cpu:package-0",), update_period_s=10.0)
+    tracker = EnergyTracker([meter], summary_path=tmp_path / "s.json", run_name="stalled")
+    tracker.start()
+    tracker.start_window("train", 0)
+    tracker.add_batch(samples=8)
+    meter.stall()
+    rec = tracker.end_window()
+    tracker.end_epoch()
+    tracker.finish()
+    rows = [r for r in report_rows(load_summary(tmp_path / "s.json")) if r.epoch == 0]
+    assert rows[0].joules == rec.joules
+    if rec.joules is None:
+        assert rows[0].joules_per_sample is None
+        assert ",train,," in rows_to_csv(rows)
+
+
+@pytest.mark.parametrize(
+    "content, needle",
+    [(None, "does not exist"), ("{not json", "is not JSON"), ('{"a": 1}', "not a wattwise run summary")],
+)
+def test_bad_input_one_line_error(tmp_path: Path, content: str | None, needle: str) -> None:
+    path = tmp_path / "bad.json"
+    if content is not None:
+        path.write_text(content)
+    proc = subprocess.run([sys.executable, "-m", "wattwise", "report", str(path)],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("wattwise report: error:") and needle in lines[0]
+
+
+def test_help_has_examples(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as e:
+        main(["report", "--help"])
+    assert e.value.code == 0
+    assert "examples:" in capsys.readouterr().out
+
+
+def test_plot_runs_function(run_a: Path, tmp_path: Path) -> None:
+    out = plot_runs([load_summary(run_a)], tmp_path / "p.png")
+    assert out.exists() and out.stat().st_size > 5000
