@@ -205,9 +205,19 @@ def advice_text(summary: dict[str, Any], *, n_in: int, widths: list[int], batch_
 
 
 def train_lightning(data: Any, hidden: list[int], epochs: int, batch_size: int,
-                    meters: str | list[str], summary_path: Path, tb_dir: Path,
-                    seed: int) -> float | None:
-    """Train the demo MLP with Lightning + EnergyMonitor; returns the validation accuracy."""
+                    meters: str | list[str], summary_path: Path, tb_dir: Path | None,
+                    seed: int, *, progress: bool | None = None,
+                    monitor_kwargs: dict[str, Any] | None = None) -> float | None:
+    """Train an MLP (64 -> hidden -> 10) with Lightning + EnergyMonitor on ``data``.
+
+    Args:
+        progress: show Lightning's progress bar; None = only when stderr is a terminal
+            (or ``WATTWISE_PROGRESS=1``).
+        monitor_kwargs: extra keyword arguments for ``EnergyMonitor``.
+
+    Returns:
+        The final validation accuracy, or None.
+    """
     from wattwise.cli.main import CLIError
 
     try:
@@ -262,18 +272,35 @@ def train_lightning(data: Any, hidden: list[int], epochs: int, batch_size: int,
                        batch_size=batch_size, shuffle=True)
     val = DataLoader(TensorDataset(torch.from_numpy(data.x_val), torch.from_numpy(data.y_val)),
                      batch_size=batch_size)
-    logger = TensorBoardLogger(save_dir=str(tb_dir.parent), name=tb_dir.name, version="")
-    monitor = EnergyMonitor(meters, summary_path=summary_path)
+    import logging
+
+    for name in ("lightning.pytorch", "pytorch_lightning", "lightning.fabric"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    logger: Any = (TensorBoardLogger(save_dir=str(tb_dir.parent), name=tb_dir.name, version="")
+                   if tb_dir is not None else False)
+    monitor = EnergyMonitor(meters, summary_path=summary_path, **(monitor_kwargs or {}))
+    if progress is None:
+        progress = sys.stderr.isatty() or os.environ.get("WATTWISE_PROGRESS") == "1"
+    callbacks: list[Any] = [monitor]
+    if not progress and tb_dir is not None:
+
+        class EpochLine(pl.Callback):  # type: ignore[misc,name-defined]
+            """One progress line per epoch when no progress bar is shown (non-terminal)."""
+
+            def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
+                print(f"  epoch {trainer.current_epoch + 1}/{epochs} done", flush=True)
+
+        callbacks.append(EpochLine())
     trainer = pl.Trainer(
         max_epochs=epochs,
         accelerator="auto",
         devices=1,
         logger=logger,
-        callbacks=[monitor],
+        callbacks=callbacks,
         enable_checkpointing=False,
         enable_model_summary=False,
         log_every_n_steps=5,
-        enable_progress_bar=sys.stderr.isatty() or os.environ.get("WATTWISE_PROGRESS") == "1",
+        enable_progress_bar=progress,
     )
     trainer.fit(DigitsMLP(), train, val)
     acc = trainer.callback_metrics.get("val_acc")
