@@ -1,0 +1,134 @@
+"""The 12 energy coefficients, the paper's presets and a JSON file format.
+
+Order: ``[k_e, k_p, k_o, k_d, a1, a2, a3, a4, m1, m2, m3, m4]``; units: ``k_e`` J per run,
+``k_p`` J per pass, ``k_o`` J/GFLOP, ``k_d`` J per layer per pass, ``a_c`` J per access to
+level c, ``m_c`` J per MiB accessed at level c.
+
+**Coefficient-scale correction.** The paper's Table 4 prints every coefficient except ``k_e``
+3000x too large (all BUTTER-E runs had 3000 epochs and the fit left the epoch count out);
+the presets here are Table 4 divided by 3000, except ``k_e``.
+
+Example:
+    >>> from wattwise.model.coefficients import preset
+    >>> c = preset("gpu")
+    >>> round(c.k_o, 4)  # J/GFLOP
+    0.2967
+    >>> Coefficients.from_json(c.to_json()) == c
+    True
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Mapping, Sequence
+
+from wattwise.errors import ConfigurationError
+
+__all__ = ["COEFFICIENT_NAMES", "Coefficients", "preset", "TABLE4_PRINTED", "FORMAT"]
+
+COEFFICIENT_NAMES: tuple[str, ...] = (
+    "k_e", "k_p", "k_o", "k_d", "a1", "a2", "a3", "a4", "m1", "m2", "m3", "m4",
+)
+FORMAT = "wattwise-coefficients/1"
+
+# Table 4 of Tripp et al. (2024) exactly as printed ("—" entries as 0).
+TABLE4_PRINTED: dict[str, tuple[float, ...]] = {
+    "cpu": (10200, 1460, 744, 0, 0, 59.3, 215, 305, 0, 23.0, 22.5, 36.3),
+    "gpu": (272000, 3080, 890, 33.0, 16.4, 19.8, 0, 0, 0, 0, 0, 5.7),
+}
+
+
+@dataclass(frozen=True)
+class Coefficients:
+    """Twelve non-negative coefficients of the linear energy model, in joules.
+
+    Attributes:
+        values: the 12 values in :data:`COEFFICIENT_NAMES` order.
+        hardware: ``"cpu"`` or ``"gpu"`` (which hierarchy kind they were fitted on).
+        source: where they come from (e.g. ``"Tripp et al. 2024 Table 4 / 3000 except k_e"``).
+        fit_error: mean ``|pred/meas - 1|`` of the fit, when known.
+        n_runs: number of runs fitted, when known.
+    """
+
+    values: tuple[float, ...]
+    hardware: str
+    source: str = ""
+    fit_error: float | None = None
+    n_runs: int | None = None
+
+    def __post_init__(self) -> None:
+        vals = tuple(float(v) for v in self.values)
+        if len(vals) != 12:
+            raise ConfigurationError(
+                f"Coefficients(values=...) needs 12 values {COEFFICIENT_NAMES}, got {len(vals)}"
+            )
+        if any(v < 0 or v != v for v in vals):
+            raise ConfigurationError(
+                f"Coefficients(values={vals!r}) must all be finite and >= 0"
+            )
+        if self.hardware not in ("cpu", "gpu"):
+            raise ConfigurationError(f"Coefficients(hardware={self.hardware!r}) must be 'cpu' or 'gpu'")
+        object.__setattr__(self, "values", vals)
+
+    def __getattr__(self, name: str) -> float:
+        if name in COEFFICIENT_NAMES:
+            return self.values[COEFFICIENT_NAMES.index(name)]
+        raise AttributeError(name)
+
+    def as_dict(self) -> dict[str, float]:
+        """Name -> value."""
+        return dict(zip(COEFFICIENT_NAMES, self.values))
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON form (the coefficients file format, ``"format": "wattwise-coefficients/1"``)."""
+        return {
+            "format": FORMAT,
+            "hardware": self.hardware,
+            "units": "joules; k_o per GFLOP, m per MiB, k_p per pass, k_d per layer per pass",
+            "coefficients": self.as_dict(),
+            "source": self.source,
+            "fit_error": self.fit_error,
+            "n_runs": self.n_runs,
+        }
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> Coefficients:
+        """Inverse of :meth:`to_json`; raises ConfigurationError naming what is wrong."""
+        if not isinstance(d, Mapping):
+            raise ConfigurationError(f"Coefficients.from_json: expected a JSON object, got {d!r:.80}")
+        if d.get("format") != FORMAT:
+            raise ConfigurationError(
+                f"Coefficients.from_json: format={d.get('format')!r}, expected {FORMAT!r} "
+                "(write the file with `wattwise fit` or Coefficients.to_json())"
+            )
+        coefs = d.get("coefficients")
+        if not isinstance(coefs, Mapping):
+            raise ConfigurationError("Coefficients.from_json: 'coefficients' must be an object")
+        missing = [n for n in COEFFICIENT_NAMES if n not in coefs]
+        if missing:
+            raise ConfigurationError(f"Coefficients.from_json: missing coefficients {missing!r}")
+        try:
+            values = tuple(float(coefs[n]) for n in COEFFICIENT_NAMES)
+        except (TypeError, ValueError) as e:
+            raise ConfigurationError(f"Coefficients.from_json: non-numeric coefficient: {e}") from e
+        fe = d.get("fit_error")
+        nr = d.get("n_runs")
+        return cls(values, str(d.get("hardware")), str(d.get("source", "")),
+                   None if fe is None else float(fe), None if nr is None else int(nr))
+
+    def with_values(self, values: Sequence[float], **kw: Any) -> Coefficients:
+        """A copy with new values (and optionally new source/fit_error/n_runs)."""
+        return Coefficients(tuple(values), kw.get("hardware", self.hardware),
+                            kw.get("source", self.source), kw.get("fit_error"), kw.get("n_runs"))
+
+
+def preset(hardware: str) -> Coefficients:
+    """The paper's coefficients for ``"cpu"`` or ``"gpu"``: Table 4 / 3000 except ``k_e``."""
+    if hardware not in TABLE4_PRINTED:
+        raise ConfigurationError(f"preset(hardware={hardware!r}): expected 'cpu' or 'gpu'")
+    t = TABLE4_PRINTED[hardware]
+    return Coefficients(
+        (t[0],) + tuple(v / 3000.0 for v in t[1:]),
+        hardware,
+        source="Tripp et al. 2024 Table 4, divided by 3000 except k_e (scale correction)",
+    )
