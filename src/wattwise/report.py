@@ -252,8 +252,10 @@ def _fmt(value: float | int | None, kind: str) -> str:
         a = abs(v)
         if a >= 1000:
             return f"{v:,.0f}"
+        if a >= 100:
+            return f"{v:.1f}"
         if a >= 1:
-            return f"{v:.3g}" if a < 100 else f"{v:.1f}"
+            return f"{v:.2f}"
         return f"{v:.3g}"
     if kind == "w":
         return f"{v:.1f}"

@@ -85,7 +85,7 @@ def test_cli_one_run_prints_per_epoch_table(run_a: Path, capsys: pytest.CaptureF
     out = capsys.readouterr().out
     assert "run-a" in out and "J/sample" in out
     # per-epoch train joules of the first epoch, as printed
-    assert any(line.split()[:3] == ["0", "train", "30.0"] for line in out.splitlines()), out
+    assert any(line.split()[:3] == ["0", "train", "30.00"] for line in out.splitlines()), out
 
 
 def test_cli_side_by_side(run_a: Path, run_b: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -94,7 +94,7 @@ def test_cli_side_by_side(run_a: Path, run_b: Path, capsys: pytest.CaptureFixtur
     assert "Runs side by side" in out
     side = out.split("Runs side by side", 1)[1]
     joules_line = next(l for l in side.splitlines() if l.split()[:2] == ["train", "joules"])
-    assert joules_line.split()[2:] == ["54.0", "108"]
+    assert joules_line.split()[2:] == ["54.00", "108.0"]
     source_line = next(l for l in side.splitlines() if l.split()[:2] == ["train", "source"])
     assert source_line.split()[2:] == ["measured", "estimated"]
 
@@ -130,10 +130,12 @@ def test_unknown_joules_stay_unknown(tmp_path: Path) -> None:
     tracker.end_epoch()
     tracker.finish()
     rows = [r for r in report_rows(load_summary(tmp_path / "s.json")) if r.epoch == 0]
-    assert rows[0].joules == rec.joules
-    if rec.joules is None:
-        assert rows[0].joules_per_sample is None
-        assert ",train,," in rows_to_csv(rows)
+    assert rec.joules is None  # the tracker never reports a stalled window as 0 J
+    assert rows[0].joules is None and rows[0].joules_per_sample is None
+    assert ",train,," in rows_to_csv(rows)
+    text = format_report([load_summary(tmp_path / "s.json")])
+    line = next(l for l in text.splitlines() if l.split()[:2] == ["0", "train"])
+    assert line.split()[2:4] == ["-", "-"]
 
 
 @pytest.mark.parametrize(

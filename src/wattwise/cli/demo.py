@@ -168,7 +168,7 @@ def print_estimate_note(summary: dict[str, Any]) -> None:
           "(NVML, RAPL) could be read on this machine, so the joules come from codecarbon's "
           "power model (estimated CPU power x time). Run `wattwise probe` to see why and how to "
           "enable a real counter.")
-    unavailable = summary.get("unavailable") or summary.get("meters_unavailable")
+    unavailable = summary.get("unavailable_meters")
     if isinstance(unavailable, dict):
         for name, why in unavailable.items():
             print(f"  {name}: {str(why).splitlines()[0] if why else 'unavailable'}")
