@@ -1,0 +1,34 @@
+"""`import wattwise` (and its core modules) must not import any heavy stack."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+HEAVY = ("torch", "keras", "tensorflow", "jax", "pynvml", "codecarbon", "lightning",
+         "pytorch_lightning")
+
+
+def test_core_imports_are_light() -> None:
+    code = (
+        "import sys, json\n"
+        "import wattwise, wattwise.meters, wattwise.tracker, wattwise.model\n"
+        "import wattwise.testing, wattwise.summary, wattwise.console, wattwise.errors\n"
+        f"print(json.dumps(sorted(m for m in {HEAVY!r} if m in sys.modules)))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True,
+                         text=True, timeout=120)
+    loaded = json.loads(out.stdout.strip().splitlines()[-1])
+    assert loaded == [], f"import wattwise pulled in heavy modules: {loaded}"
+
+
+def test_the_check_can_fail() -> None:
+    """The same probe sees a heavy module once it is imported (so the test above can fail)."""
+    code = (
+        "import sys, json, wattwise, hypothesis\n"
+        "print(json.dumps('hypothesis' in sys.modules))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True,
+                         text=True, timeout=120)
+    assert json.loads(out.stdout.strip().splitlines()[-1]) is True
