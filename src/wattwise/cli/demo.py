@@ -116,6 +116,7 @@ def run(args: argparse.Namespace) -> int:
     summary_path = out / "summary.json"
     tb_dir = out / "tensorboard"
 
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TensorBoard may load TensorFlow
     from wattwise.datasets import load_digits
 
     data = load_digits(seed=args.seed)
@@ -136,13 +137,11 @@ def run(args: argparse.Namespace) -> int:
                               summary_path, tb_dir, args.seed)
     elapsed = time.monotonic() - t0
 
-    from wattwise.report import format_run, load_summary
+    from wattwise.report import load_summary
 
-    print()
     if not summary_path.exists():
         raise CLIError(f"training finished but no run summary was written to {str(summary_path)!r}")
     summary = load_summary(summary_path)
-    print(format_run(summary, label=out.name))
     print_estimate_note(summary)
     if val_acc is not None:
         print(f"\nvalidation accuracy after {args.epochs} epoch(s): {val_acc:.3f}; "
@@ -152,8 +151,9 @@ def run(args: argparse.Namespace) -> int:
                       batch_size=args.batch_size, n_samples=data.n_samples))
     print()
     print("Open the results:")
-    print(f"  tensorboard --logdir {tb_dir}")
-    print(f"  wattwise report {summary_path} --plot {out / 'energy.png'}")
+    print(f"  per-epoch table and plots:  wattwise report {summary_path} --plot {out / 'energy.png'}")
+    print(f"  TensorBoard:                tensorboard --logdir {tb_dir}")
+    print(f"  the run summary (JSON):     {summary_path}")
     return 0
 
 
