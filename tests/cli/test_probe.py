@@ -64,8 +64,21 @@ def test_probe_json_reads_fake_rapl(rapl_root: Path, tmp_path: Path,
     assert set(result) >= {"meters", "caches", "interval_s"}
 
 
-def test_probe_text_says_why_and_fix(rapl_root: Path, tmp_path: Path,
-                                     capsys: pytest.CaptureFixture[str]) -> None:
+def test_probe_no_powercap_says_why_and_fix(tmp_path: Path,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    """No powercap folder (a VM, like CI): 'not available', the reason and a fix line."""
+    rc = main(["probe", "--seconds", "0.1", "--rapl-root", str(tmp_path / "absent"),
+               "--meters", "rapl"])
+    assert rc == 0
+    out = capsys.readouterr().out
+    line = next(l for l in out.splitlines() if l.strip().startswith("rapl"))
+    assert "not available" in line and str(tmp_path / "absent") in line
+    fix = out.splitlines()[out.splitlines().index(line) + 1]
+    assert fix.strip().startswith("fix:") and len(fix.strip()) > len("fix: ")
+    assert "no meter is readable" in out
+
+
+def test_probe_root_only_energy_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """An unreadable energy_uj (the root-only rule) is reported with a fix, not a traceback."""
     locked = tmp_path / "locked"
     zone = locked / "intel-rapl:0"
@@ -84,7 +97,7 @@ def test_probe_text_says_why_and_fix(rapl_root: Path, tmp_path: Path,
         (zone / "energy_uj").chmod(0o644)
     assert rc == 0
     out = capsys.readouterr().out
-    assert "rapl" in out and "not available" in out
+    assert "rapl" in out and "not available" in out and "fix:" in out
     assert "no meter is readable" in out
 
 

@@ -48,8 +48,8 @@ def register(subparsers: Any) -> None:
                    help="powercap sysfs root for RAPL (default /sys/class/powercap)")
     p.add_argument("--nvml-library", default=None, metavar="FILE",
                    help="load libnvidia-ml from this file instead of the system one")
-    p.add_argument("--sysfs-cpu-root", default=None, metavar="DIR",
-                   help="CPU sysfs root for cache discovery (default /sys/devices/system/cpu)")
+    p.add_argument("--sysfs-root", default=None, metavar="DIR",
+                   help="sysfs root for CPU cache discovery (default /sys)")
     p.set_defaults(func=run)
 
 
@@ -71,10 +71,10 @@ def _open(name: str, args: argparse.Namespace) -> Any:
 
 def _split_reason(message: str) -> tuple[str, str | None]:
     """Split a MeterUnavailableError message into (why, fix) where it says 'Fix:'/'fix:'."""
-    for marker in (" Fix: ", "\nFix: ", " To fix", "\nTo fix", " fix: "):
+    for marker in (" Fix: ", "\nFix: ", " fix: ", "\nfix: "):
         if marker in message:
             why, fix = message.split(marker, 1)
-            return why.strip(), (marker.strip() + " " + fix.strip()).strip()
+            return why.strip(), fix.strip()
     return message.strip(), None
 
 
@@ -91,8 +91,11 @@ def probe_meters(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
         except MeterUnavailableError as e:
             res["reason"], res["fix"] = _split_reason(str(e))
         except ImportError as e:
-            res["reason"] = f"a library it needs is not installed ({e})"
-            res["fix"] = _INSTALL_HINT.get(name) or None
+            if (e.name or "").startswith("wattwise."):
+                res["reason"] = f"this wattwise version has no {name} meter ({e})"
+            else:
+                res["reason"] = f"a library it needs is not installed ({e})"
+                res["fix"] = _INSTALL_HINT.get(name) or None
         except (MeterError, OSError, RuntimeError, ValueError) as e:
             res["reason"] = f"{type(e).__name__}: {e}"
         else:
@@ -137,19 +140,17 @@ def probe_meters(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
 
 
 def probe_caches(args: argparse.Namespace) -> dict[str, Any]:
-    """The detected cache hierarchy (``wattwise.hardware``), or why it couldn't be detected."""
+    """The detected CPU cache hierarchy (:func:`wattwise.hardware.cpu_hierarchy`), or why not."""
     try:
-        from wattwise import hardware
+        from wattwise.hardware import cpu_hierarchy
     except ImportError as e:
         return {"available": False, "reason": f"wattwise.hardware is not available ({e})"}
-    detect = getattr(hardware, "detect_cpu", None) or getattr(hardware, "cpu_hierarchy", None)
-    if detect is None:
-        return {"available": False, "reason": "wattwise.hardware has no CPU detection function"}
     try:
-        hier = detect(args.sysfs_cpu_root) if args.sysfs_cpu_root else detect()
+        hier = cpu_hierarchy(args.sysfs_root) if args.sysfs_root else cpu_hierarchy()
     except Exception as e:  # noqa: BLE001 - probe reports, never crashes
         return {"available": False, "reason": f"{type(e).__name__}: {e}"}
-    return {"available": True, "hierarchy": _hierarchy_json(hier)}
+    return {"available": True, "hierarchy": _hierarchy_json(hier),
+            "text": hier.describe() if hasattr(hier, "describe") else None}
 
 
 def _hierarchy_json(hier: Any) -> Any:
@@ -219,8 +220,12 @@ def format_probe(result: dict[str, Any]) -> str:
     lines.append("CPU cache hierarchy")
     if not caches.get("available"):
         lines.append(f"  not detected: {caches.get('reason')}")
+    elif caches.get("text"):
+        lines += ["  " + line for line in str(caches["text"]).splitlines()]
     else:
         hier = caches["hierarchy"]
+        if isinstance(hier, dict):
+            hier = hier.get("levels", hier)
         if isinstance(hier, list):
             for lvl in hier:
                 if isinstance(lvl, dict):

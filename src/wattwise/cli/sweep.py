@@ -125,7 +125,7 @@ def _train_totals(summary: dict[str, Any]) -> dict[str, Any]:
     tr = tot.get("train")
     if tr is None:
         return {"joules": None, "joules_per_sample": None, "seconds": None, "samples": None,
-                "seconds_per_sample": None, "estimated": True}
+                "seconds_per_sample": None, "estimated": None}
     sps = (tr.seconds / tr.samples) if (tr.seconds is not None and tr.samples) else None
     return {"joules": tr.joules, "joules_per_sample": tr.joules_per_sample,
             "seconds": tr.seconds, "samples": tr.samples, "seconds_per_sample": sps,
@@ -181,13 +181,16 @@ def run(args: argparse.Namespace) -> int:
         _progress(i + 1, len(plan), _point_text(point), t_start)
     print(file=sys.stderr, flush=True)
 
-    estimated = any(p["estimated"] for p in points)
+    estimated = any(p["estimated"] is True for p in points)
+    unknown = all(p["joules"] is None for p in points)
+    energy = "unknown" if unknown else ("estimated" if estimated else "measured")
+    estimated = estimated or unknown
     index = {
         "schema": "wattwise.sweep/1",
         "dataset": "sklearn-digits",
         "n_in": data.n_features, "n_out": data.n_classes,
         "shape": args.shape, "depth": args.depth, "epochs": args.epochs,
-        "batch_size": args.batch_size, "estimated": estimated,
+        "batch_size": args.batch_size, "estimated": estimated, "energy": energy,
         "quantity": "seconds_per_sample" if estimated else "joules_per_sample",
         "points": points,
     }
@@ -204,18 +207,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _monitor_kwargs(run_name: str) -> dict[str, Any]:
-    """EnergyMonitor options for sweep runs: run name if supported, no per-run sizing advice."""
-    import inspect
-
-    from wattwise.lightning import EnergyMonitor
-
-    params = inspect.signature(EnergyMonitor).parameters
-    kw: dict[str, Any] = {}
-    if "run_name" in params:
-        kw["run_name"] = run_name
-    if "advice" in params:
-        kw["advice"] = False
-    return kw
+    """EnergyMonitor options for sweep runs: run name, no per-run sizing advice or table."""
+    return {"run_name": run_name, "advice": False, "print_summary": False}
 
 
 def _progress(done: int, total: int, text: str, t_start: float) -> None:
@@ -242,7 +235,10 @@ def format_sweep(index: dict[str, Any]) -> str:
     """A table of the sweep: NTP, widths, J/sample (or s/sample), seconds."""
     est = index["estimated"]
     lines = []
-    if est:
+    if index.get("energy") == "unknown":
+        lines.append("NOTE: no energy was recorded (no meter could be opened; see `wattwise "
+                     "probe`). The table shows seconds per training sample only.")
+    elif est:
         lines.append("NOTE: no hardware energy counter was readable, so the joules are ESTIMATES "
                      "(codecarbon's model: power x time). The sweep therefore reports SECONDS "
                      "per training sample, which the estimate is proportional to; the estimated "
@@ -296,25 +292,76 @@ def plot_sweep(index: dict[str, Any], path: Path, *, batch_size: int, n_samples:
     return "; ".join(notes)
 
 
-def _draw_model(ax: Any, index: dict[str, Any], *, batch_size: int, n_samples: int) -> list[str]:
-    """Cache boundaries (NTP where the backward set fills each level) and the model prediction.
+def machine_hierarchy() -> Any:
+    """This machine's CPU memory hierarchy from :mod:`wattwise.hardware`, or None if unknown."""
+    try:
+        from wattwise import hardware
+    except ImportError:
+        return None
+    for name in ("detect_hierarchy", "detect_cpu_hierarchy", "cpu_hierarchy", "detect_cpu",
+                 "detect"):
+        fn = getattr(hardware, name, None)
+        if callable(fn):
+            try:
+                return fn()
+            except Exception:  # noqa: BLE001 - detection is best effort
+                return None
+    return None
 
-    Uses :mod:`wattwise.sizing` / :mod:`wattwise.hardware` when they provide the functions;
-    otherwise returns a note saying what is missing.
+
+def model_curve(index: dict[str, Any], hierarchy: Any, *, batch_size: int, n_samples: int,
+                points: int = 60) -> dict[str, Any]:
+    """The model's predicted J/sample over NTP and the NTPs where the backward set fills each cache.
+
+    Returns ``{"ntp": [...], "joules_per_sample": [...], "boundaries": {level: ntp}}``; the
+    predictions are estimates from the BUTTER-E model with the preset coefficients.
     """
-    from wattwise import sizing
+    from wattwise.model.advise import footprints
+    from wattwise.model.coefficients import preset
+    from wattwise.model.energy import joules_per_sample, pass_features
+    from wattwise.model.shapes import network_widths as widths_for
+    from wattwise.model.working_sets import mlp_working_sets
 
-    curve = getattr(sizing, "sweep_curve", None)
-    if curve is None:
-        return ["model overlay not drawn: wattwise.sizing.sweep_curve is not available"]
-    res = curve(shape=index["shape"], depth=index["depth"], n_in=index["n_in"],
-                n_out=index["n_out"], batch_size=batch_size, n_samples=n_samples,
-                ntps=[p["ntp"] for p in index["points"]], hardware="auto")
+    ntps = [p["ntp"] for p in index["points"]]
+    lo, hi = math.log(max(2, min(ntps) / 2)), math.log(max(ntps) * 2)
+    coeffs = preset(hierarchy.kind)
+    xs: list[int] = []
+    ys: list[float] = []
+    ratios: list[dict[str, float]] = []
+    for i in range(points):
+        size = round(math.exp(lo + (hi - lo) * i / (points - 1)))
+        widths = widths_for(index["shape"], index["depth"], size, index["n_in"], index["n_out"])
+        ws = mlp_working_sets(widths, index["n_in"], batch_size, n_obs=n_samples)
+        if xs and ws.ntp == xs[-1]:
+            continue
+        xs.append(ws.ntp)
+        ys.append(joules_per_sample(pass_features(ws, hierarchy), coeffs, batch_size))
+        ratios.append({lr.level: lr.ratio for lr in footprints(ws, hierarchy, "b")})
+    boundaries: dict[str, float] = {}
+    for j in range(1, len(xs)):
+        for level, r in ratios[j].items():
+            r0 = ratios[j - 1].get(level)
+            if r0 is not None and r0 < 1.0 <= r and level not in boundaries:
+                boundaries[level] = xs[j]
+    return {"ntp": xs, "joules_per_sample": ys, "boundaries": boundaries}
+
+
+def _draw_model(ax: Any, index: dict[str, Any], *, batch_size: int, n_samples: int) -> list[str]:
+    """Draw the cache boundaries and the model's prediction (on a second axis)."""
+    hierarchy = machine_hierarchy()
+    if hierarchy is None:
+        return ["model overlay not drawn: this machine's cache hierarchy was not detected "
+                "(see `wattwise probe`)"]
+    res = model_curve(index, hierarchy, batch_size=batch_size, n_samples=n_samples)
     ax2 = ax.twinx()
     ax2.plot(res["ntp"], [j * 1e3 for j in res["joules_per_sample"]], "--", color="gray",
              label="model prediction (estimate)")
-    ax2.set_ylabel("model: predicted mJ per sample (estimate)")
-    for level, ntp in res.get("boundaries", {}).items():
-        ax.axvline(ntp, color="red", alpha=0.4, linestyle=":")
-        ax.text(ntp, ax.get_ylim()[1], f" {level}", color="red", va="top", fontsize=8)
+    ax2.set_ylabel("BUTTER-E model: predicted mJ per sample (estimate)")
+    ax2.legend(fontsize=8, loc="lower right")
+    for level, ntp in res["boundaries"].items():
+        ax.axvline(ntp, color="red", alpha=0.5, linestyle=":")
+        ax.annotate(f"b fills {level}", (ntp, 1.0), xycoords=("data", "axes fraction"),
+                    color="red", fontsize=8, rotation=90, va="top", ha="right")
+    index["model"] = {"hierarchy": getattr(hierarchy, "name", str(hierarchy)),
+                      "boundaries_ntp": res["boundaries"]}
     return []
