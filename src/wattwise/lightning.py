@@ -245,6 +245,17 @@ class _EnergyMonitorImpl:
         if path is not None and global_rank != 0:
             p = Path(path)
             kwargs["summary_path"] = p.with_name(f"{p.stem}.rank{global_rank}{p.suffix}")
+        meters = kwargs["meters"]
+        if local_rank != 0 and not isinstance(meters, str):
+            # node-wide meter instances (RAPL, codecarbon) are read by local rank 0 only
+            kept: list[Any] = []
+            for m in meters:
+                if isinstance(m, Meter) and m.scope == "node":
+                    m.close()
+                else:
+                    kept.append(m)
+            # nothing left: this rank measures its own devices only ("auto" honours node_meters)
+            kwargs["meters"] = kept or "auto"
         return EnergyTracker(**kwargs, node_meters=local_rank == 0, gpu_devices=gpu_devices)
 
     # ------------------------------------------------------------------------------------------

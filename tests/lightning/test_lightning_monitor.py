@@ -289,3 +289,29 @@ def test_both_packages_get_their_own_callback_class() -> None:
     mon2 = PLEnergyMonitor(print_summary=False)
     assert type(pickle.loads(pickle.dumps(mon2))) is PLEnergyMonitor
     assert math.isfinite(mon.hook_time_s)
+
+
+def test_ddp_node_counters_counted_once(tmp_path: Path) -> None:
+    """2 CPU processes (gloo) share one fake RAPL tree: the logged joules equal the tree's
+    movement, not twice it, and the samples are the sum over both ranks."""
+    pytest.importorskip("lightning.pytorch")
+    zone = tmp_path / "powercap" / "intel-rapl:0"
+    zone.mkdir(parents=True)
+    (zone / "name").write_text("package-0\n")
+    (zone / "energy_uj").write_text("5000000\n")
+    (zone / "max_energy_range_uj").write_text("262143328850\n")
+    script = Path(__file__).with_name("_ddp_script.py")
+    proc = subprocess.run(
+        [sys.executable, str(script), str(tmp_path)],
+        capture_output=True, text=True, timeout=300, cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
+    rank0 = json.loads((tmp_path / "metrics.rank0.json").read_text())
+    rank1 = json.loads((tmp_path / "metrics.rank1.json").read_text())
+    moved_j = (rank0["counter_uj"] - 5_000_000) / 1e6
+    assert moved_j == pytest.approx(4.0)  # 2 epochs x 2 steps on rank 0 x 1 J
+    # per epoch: 2 J moved, 16 samples over both ranks
+    for metrics in (rank0, rank1):  # logged once, identical on every rank
+        assert metrics["energy/train_joules"] == pytest.approx(2.0)
+        assert metrics["energy/train_joules_per_sample"] == pytest.approx(2.0 / 16)
+        assert metrics["energy/train_joules/cpu:package-0"] == pytest.approx(2.0)
