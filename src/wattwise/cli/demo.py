@@ -50,8 +50,16 @@ def register(subparsers: Any) -> None:
                    help="output folder (default ./wattwise_runs/demo-<timestamp>)")
     p.add_argument("--meters", nargs="+", default=["auto"], metavar="NAME",
                    help="auto (default) or meter names: nvml rapl pyrapl codecarbon")
+    add_rapl_root(p)
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.set_defaults(func=run)
+
+
+def add_rapl_root(p: argparse.ArgumentParser) -> None:
+    """The ``--rapl-root`` option shared by demo and sweep."""
+    p.add_argument("--rapl-root", default=None, metavar="DIR",
+                   help="read RAPL from this powercap folder instead of /sys/class/powercap "
+                        "(e.g. a container's mount point); implies --meters rapl unless given")
 
 
 def parse_widths(text: str, option: str = "--hidden") -> list[int]:
@@ -71,9 +79,21 @@ def parse_widths(text: str, option: str = "--hidden") -> list[int]:
     return widths
 
 
-def meters_arg(names: Sequence[str]) -> str | list[str]:
-    """Validate ``--meters``: ``["auto"]`` -> ``"auto"``, else the list of names."""
+def meters_arg(names: Sequence[str], rapl_root: str | None = None) -> Any:
+    """Validate ``--meters``: ``["auto"]`` -> ``"auto"``, else the list of names.
+
+    With ``rapl_root``, RAPL is a ``RaplMeter(root=rapl_root)`` instance (``auto`` -> just it).
+    """
     from wattwise.cli.main import CLIError
+
+    if rapl_root is not None:
+        from wattwise.meters import RaplMeter
+
+        names = ["rapl"] if list(names) == ["auto"] else list(names)
+        if "rapl" not in names:
+            raise CLIError(f"--rapl-root {rapl_root!r} given but --meters does not include rapl")
+        meters_arg(names)  # validate the names
+        return [RaplMeter(root=rapl_root) if n == "rapl" else n for n in names]
 
     for n in names:
         if n not in METER_NAMES:
@@ -107,7 +127,7 @@ def run(args: argparse.Namespace) -> int:
 
     _validate(args)
     hidden = parse_widths(args.hidden)
-    meters = meters_arg(args.meters)
+    meters = meters_arg(args.meters, args.rapl_root)
     out = Path(args.out) if args.out else default_out("demo")
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -125,7 +145,7 @@ def run(args: argparse.Namespace) -> int:
         f"wattwise demo: MLP {data.n_features}-{'-'.join(map(str, widths))} on scikit-learn's "
         f"digits ({len(data.y_train)} train / {len(data.y_val)} validation samples), "
         f"{args.epochs} epoch(s), batch size {args.batch_size}, {args.framework}, "
-        f"meters={meters!r}",
+        f"meters: {' '.join(args.meters)}" + (f" (RAPL at {args.rapl_root})" if args.rapl_root else ""),
         flush=True,
     )
     t0 = time.monotonic()

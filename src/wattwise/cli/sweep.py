@@ -69,6 +69,9 @@ def register(subparsers: Any) -> None:
     p.add_argument("--plot", default=None, metavar="FILE.png",
                    help="plot file (default <out>/sweep.png)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    from wattwise.cli.demo import add_rapl_root
+
+    add_rapl_root(p)
     p.set_defaults(func=run)
 
 
@@ -147,7 +150,7 @@ def run(args: argparse.Namespace) -> int:
     if not 1 <= args.batch_size <= 100_000:
         raise CLIError(f"--batch-size {args.batch_size!r}: expected an integer in 1..100000")
     sizes = target_sizes(args)
-    meters = meters_arg(args.meters)
+    meters = meters_arg(args.meters, args.rapl_root)
     out = Path(args.out) if args.out else default_out("sweep")
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -164,13 +167,15 @@ def run(args: argparse.Namespace) -> int:
         plan.append((size, widths, ntp_of(data.n_features, widths)))
     print(f"wattwise sweep: {len(plan)} size(s), {args.shape} depth {args.depth}, "
           f"{args.epochs} epoch(s) each, batch size {args.batch_size}, on scikit-learn's digits "
-          f"({len(data.y_train)} train samples); meters={meters!r}; output in {out}", flush=True)
+          f"({len(data.y_train)} train samples); meters={' '.join(args.meters)}; output in {out}", flush=True)
     points: list[dict[str, Any]] = []
     t_start = time.monotonic()
     for i, (size, widths, ntp) in enumerate(plan):
         summary_path = out / f"size-{ntp:09d}.json"
         t0 = time.monotonic()
         _progress(i, len(plan), f"NTP {ntp} widths {widths} ...", t_start)
+        if i > 0:  # fresh meter instances for every run (the callback closes them)
+            meters = meters_arg(args.meters, args.rapl_root)
         train_lightning(data, widths[:-1], args.epochs, args.batch_size, meters, summary_path,
                         None, args.seed, progress=False,
                         monitor_kwargs=_monitor_kwargs(f"sweep-{args.shape}-{ntp}"))
