@@ -610,3 +610,20 @@ def test_windows_plus_other_equal_counter_movement(ops: list[tuple[str, Any, flo
     seconds = math.fsum([p["seconds"] for p in tot["phases"].values()] + [tot["other"]["seconds"]])
     assert seconds == pytest.approx(s["duration_s"], rel=1e-9, abs=1e-9)
     assert all(j >= 0 for j in windows)
+
+
+def test_docs_example_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                           capsys: pytest.CaptureFixture[str]) -> None:
+    """The custom-loop example in docs/tracker.md runs as written (real torch, meters='auto')."""
+    pytest.importorskip("torch")
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "tracker.md").read_text()
+    code = doc.split("```python\n", 1)[1].split("```", 1)[0]
+    monkeypatch.chdir(tmp_path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # auto on a machine without counters warns (estimate)
+        exec(compile(code, "docs/tracker.md", "exec"), {"__name__": "docs_example"})
+    out = capsys.readouterr().out
+    assert out.count("epoch ") >= 3 and "wattwise run 'custom-loop': completed" in out
+    s = json.loads((tmp_path / "runs" / "custom-loop.json").read_text())
+    assert s["status"] == "completed" and len(s["epochs"]) == 3
+    assert s["totals"]["phases"]["train"]["samples"] == 3 * 512

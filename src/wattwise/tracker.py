@@ -43,6 +43,7 @@ from typing import Any, Literal, Mapping, Sequence
 from wattwise.errors import (
     ConfigurationError,
     EstimateWarning,
+    MeterUnavailableError,
     MeterWarning,
     WattwiseError,
     WattwiseWarning,
@@ -408,7 +409,13 @@ class EnergyTracker:
                     f"offline data ({e}); install it with `pip install 'wattwise[codecarbon]'` "
                     "or pass carbon_intensity_g_per_kwh=<g per kWh> instead"
                 ) from e
-            self._carbon = float(carbon_intensity_g_per_kwh(self._country))
+            try:
+                self._carbon = float(carbon_intensity_g_per_kwh(self._country))
+            except MeterUnavailableError as e:
+                raise ConfigurationError(
+                    f"EnergyTracker(country_iso_code={self._country!r}): {e}; install codecarbon "
+                    "(`pip install 'wattwise[codecarbon]'`) or pass carbon_intensity_g_per_kwh="
+                ) from e
             self._carbon_source = f"codecarbon offline data for {self._country}"
         meters = list(self._instances)
         if self._names:
@@ -423,6 +430,8 @@ class EnergyTracker:
         for m in meters:
             for d in m.domains:
                 if d in seen:
+                    for opened_meter in meters[len(self._instances):]:  # ours to close
+                        self._close(opened_meter)
                     raise ConfigurationError(
                         f"EnergyTracker(meters=...): meters {seen[d]!r} and {m!r} both report "
                         f"domain {d!r}; give each meter distinct domain names"
