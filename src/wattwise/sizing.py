@@ -1,0 +1,144 @@
+"""The sizing check the callbacks make at training start, and coefficient files.
+
+Example:
+    >>> import torch
+    >>> from wattwise.sizing import check_torch_model
+    >>> net = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.ReLU(), torch.nn.Linear(16, 2))
+    >>> advice = check_torch_model(net, torch.zeros(4, 8), batch_size=32, hardware="butter-e-cpu")
+    >>> advice.working_sets.widths
+    (16, 2)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import warnings
+from pathlib import Path
+from typing import Any, Mapping
+
+from wattwise.errors import ConfigurationError, WattwiseWarning
+from wattwise.hardware import detect_hierarchy
+from wattwise.model.advise import Advice, advise
+from wattwise.model.coefficients import Coefficients, preset
+from wattwise.model.hierarchy import Hierarchy
+
+__all__ = [
+    "check_torch_model",
+    "check_keras_model",
+    "check_working_sets",
+    "resolve_coefficients",
+    "load_coefficients",
+    "save_coefficients",
+]
+
+
+def load_coefficients(path: str | os.PathLike[str]) -> Coefficients:
+    """Read a coefficients JSON file (written by ``wattwise fit`` or :func:`save_coefficients`)."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+    except OSError as e:
+        raise ConfigurationError(
+            f"coefficients={str(path)!r}: cannot read ({e.strerror or e}); pass a file written by "
+            "`wattwise fit --out`"
+        ) from e
+    except json.JSONDecodeError as e:
+        raise ConfigurationError(f"coefficients={str(path)!r}: not JSON ({e})") from e
+    try:
+        return Coefficients.from_json(data)
+    except ConfigurationError as e:
+        raise ConfigurationError(f"coefficients={str(path)!r}: {e}") from e
+
+
+def save_coefficients(coefficients: Coefficients, path: str | os.PathLike[str]) -> Path:
+    """Write coefficients as JSON; returns the path."""
+    p = Path(path)
+    p.write_text(json.dumps(coefficients.to_json(), indent=2) + "\n", encoding="utf-8")
+    return p
+
+
+def resolve_coefficients(
+    coefficients: Coefficients | str | os.PathLike[str] | Mapping[str, Any] | None,
+    hierarchy: Hierarchy,
+) -> Coefficients:
+    """None -> the paper's preset for the hierarchy's kind; a path -> loaded; a dict -> parsed."""
+    if coefficients is None:
+        return preset(hierarchy.kind)
+    if isinstance(coefficients, Coefficients):
+        c = coefficients
+    elif isinstance(coefficients, (str, os.PathLike)):
+        c = load_coefficients(coefficients)
+    elif isinstance(coefficients, Mapping):
+        c = Coefficients.from_json(coefficients)
+    else:
+        raise ConfigurationError(
+            f"coefficients={coefficients!r}: expected None, a Coefficients, a JSON file path or dict"
+        )
+    if c.hardware != hierarchy.kind:
+        warnings.warn(
+            f"wattwise: coefficients fitted on {c.hardware!r} used for a {hierarchy.kind!r} "
+            "hierarchy; predictions will be off", WattwiseWarning, stacklevel=3)
+    return c
+
+
+def check_working_sets(ws: Any, *, n_samples: int | None, hardware: Any, coefficients: Any,
+                       **kw: Any) -> Advice:
+    """Advice for already-computed working sets on ``hardware``."""
+    h = detect_hierarchy(hardware) if not isinstance(hardware, Hierarchy) else hardware
+    return advise(ws, h, resolve_coefficients(coefficients, h), n_samples=n_samples, **kw)
+
+
+def check_torch_model(
+    module: Any,
+    batch: Any,
+    *,
+    batch_size: int,
+    n_samples: int | None = None,
+    hardware: str | Hierarchy = "auto",
+    coefficients: Coefficients | str | os.PathLike[str] | None = None,
+) -> Advice:
+    """Sizing advice for a torch model (or LightningModule) at training start.
+
+    Runs ONE forward pass on ``batch`` in eval mode without gradients and restores the
+    training mode.
+
+    Args:
+        module: the model.
+        batch: one real batch: tensor, ``(x, y)`` or dict.
+        batch_size: the training batch size.
+        n_samples: training samples per epoch, when known (adds the dataset set).
+        hardware: ``"auto"``, ``"cpu"``, ``"gpu"``, ``"butter-e-cpu"``, ``"butter-e-gpu"`` or a
+            :class:`~wattwise.model.hierarchy.Hierarchy`.
+        coefficients: None (the paper's preset), a coefficients JSON path, or an object.
+
+    Returns:
+        :class:`~wattwise.model.advise.Advice` (``.far``, ``.text()``, ``.to_json()``).
+    """
+    from wattwise.introspect import torch_working_sets
+
+    _check_batch_size(batch_size)
+    ws = torch_working_sets(module, batch, batch_size=batch_size, n_samples=n_samples)
+    return check_working_sets(ws, n_samples=n_samples, hardware=hardware, coefficients=coefficients)
+
+
+def check_keras_model(
+    model: Any,
+    batch: Any,
+    *,
+    batch_size: int,
+    n_samples: int | None = None,
+    hardware: str | Hierarchy = "auto",
+    coefficients: Coefficients | str | os.PathLike[str] | None = None,
+) -> Advice:
+    """Sizing advice for a Keras 3 model at training start (see :func:`check_torch_model`)."""
+    from wattwise.introspect import keras_working_sets
+
+    _check_batch_size(batch_size)
+    ws = keras_working_sets(model, batch, batch_size=batch_size, n_samples=n_samples)
+    return check_working_sets(ws, n_samples=n_samples, hardware=hardware, coefficients=coefficients)
+
+
+def _check_batch_size(batch_size: object) -> None:
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ConfigurationError(f"batch_size={batch_size!r} must be a positive int")

@@ -1,0 +1,82 @@
+"""Working sets measured from real torch models; the sizing check the callbacks make."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from wattwise.errors import ConfigurationError  # noqa: E402
+from wattwise.introspect import torch_working_sets  # noqa: E402
+from wattwise.model.working_sets import mlp_working_sets  # noqa: E402
+from wattwise.sizing import check_torch_model, load_coefficients, save_coefficients  # noqa: E402
+from wattwise.model.coefficients import preset  # noqa: E402
+
+
+def _mlp():
+    torch.manual_seed(0)
+    return torch.nn.Sequential(
+        torch.nn.Linear(20, 32), torch.nn.ReLU(), torch.nn.Linear(32, 16), torch.nn.Tanh(),
+        torch.nn.Linear(16, 3),
+    )
+
+
+def test_dense_only_torch_model_equals_mlp_working_sets():
+    net = _mlp()
+    ws = torch_working_sets(net, (torch.randn(5, 20), torch.zeros(5)), batch_size=64, n_samples=1000)
+    assert ws == mlp_working_sets([32, 16, 3], 20, 64, n_obs=1000)
+    assert ws.source == "mlp" and ws.measured == ()
+
+
+def test_lightning_module_is_a_module():
+    L = pytest.importorskip("lightning.pytorch")
+
+    class M(L.LightningModule):
+        def __init__(self):
+            super().__init__()
+            self.l1 = torch.nn.Linear(10, 8)
+            self.l2 = torch.nn.Linear(8, 2)
+
+        def forward(self, x):
+            return self.l2(torch.relu(self.l1(x)))
+
+    m = M()
+    m.train()
+    ws = torch_working_sets(m, {"x": torch.randn(3, 10), "y": torch.zeros(3)}, batch_size=16)
+    assert ws.widths == (8, 2) and ws.n_in == 10
+    assert m.training and m.l1.training  # mode restored
+
+
+def test_check_torch_model_leaves_model_untouched_and_conv_is_measured():
+    net = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.BatchNorm2d(4), torch.nn.ReLU(),
+                              torch.nn.Flatten(), torch.nn.Linear(4 * 6 * 6, 5))
+    net.train()
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    a = check_torch_model(net, torch.randn(2, 1, 8, 8), batch_size=32, n_samples=100,
+                          hardware="butter-e-gpu")
+    after = net.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)  # BN running stats untouched
+    assert net.training and all(m.training for m in net.modules())
+    ws = a.working_sets
+    assert ws.source == "torch" and set(ws.measured) >= {"t", "b", "f"}
+    assert ws.ntp == sum(p.numel() for p in net.parameters())
+    assert ws.inter_layer[0].distributed_bytes == 4 * 32 * (1 * 8 * 8 + 4 * 6 * 6)
+    assert ws.forward.replicated_bytes == 4 * ws.ntp
+    assert any("fitted on dense MLPs" in n for n in a.notes)
+    assert json.loads(json.dumps(a.to_json()))["working_sets"]["source"] == "torch"
+
+
+def test_coefficients_path_and_bad_inputs(tmp_path):
+    p = save_coefficients(preset("gpu"), tmp_path / "c.json")
+    assert load_coefficients(p) == preset("gpu")
+    a = check_torch_model(_mlp(), torch.randn(4, 20), batch_size=8, hardware="butter-e-gpu",
+                          coefficients=str(p))
+    assert a.coefficients == preset("gpu")
+    with pytest.raises(ConfigurationError, match="batch_size=0"):
+        check_torch_model(_mlp(), torch.randn(4, 20), batch_size=0)
+    with pytest.raises(ConfigurationError, match="not a torch.nn.Module"):
+        check_torch_model(object(), torch.randn(4, 20), batch_size=8)
+    with pytest.raises(ConfigurationError, match="cannot read"):
+        check_torch_model(_mlp(), torch.randn(4, 20), batch_size=8, coefficients=tmp_path / "no.json")
