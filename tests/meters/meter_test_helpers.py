@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 
@@ -19,8 +20,13 @@ def write_zone(
 
 
 def set_energy(folder: Path, energy_uj: int) -> None:
-    """Overwrite a zone's counter in place (same inode, so held fds see the new value)."""
-    with open(folder / "energy_uj", "r+") as f:
-        f.seek(0)
-        f.truncate()
-        f.write(f"{energy_uj}\n")
+    """Overwrite a zone's counter in place with one pwrite (same inode, so held fds see it).
+
+    Zero-padded to a fixed width so that a concurrent reader never sees a half-written or
+    truncated value (sysfs values change atomically too).
+    """
+    fd = os.open(folder / "energy_uj", os.O_WRONLY)
+    try:
+        os.pwrite(fd, f"{energy_uj:020d}\n".encode(), 0)
+    finally:
+        os.close(fd)
