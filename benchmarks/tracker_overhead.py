@@ -50,7 +50,9 @@ def main() -> None:
     a = per_epoch_us(tracker, 0, 2000)
     b = per_epoch_us(tracker, 2000, 2000)
     tracker.finish()
-    print(f"one-batch epoch, no summary file: {a:.1f} us/epoch (epochs 0-2k), {b:.1f} us/epoch (2k-4k)")
+    print(
+        f"one-batch epoch, no summary file: {a:.1f} us/epoch (epochs 0-2k), {b:.1f} us/epoch (2k-4k)"
+    )
 
 
 if __name__ == "__main__":

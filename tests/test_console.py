@@ -14,8 +14,9 @@ from wattwise.testing import FakeMeter
 
 def _run(tmp_path: Path, *, estimated: bool = False) -> dict[str, object]:
     gpu = FakeMeter(("gpu:0",), name="nvml", scope="device", estimated=estimated)
-    t = EnergyTracker([gpu], run_name="demo", carbon_intensity_g_per_kwh=360.0,
-                      summary_path=tmp_path / "run.json")
+    t = EnergyTracker(
+        [gpu], run_name="demo", carbon_intensity_g_per_kwh=360.0, summary_path=tmp_path / "run.json"
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         t.start()
@@ -55,12 +56,31 @@ def test_table_from_file_and_estimates_labelled(tmp_path: Path) -> None:
 
 def test_unknown_values_unavailable_and_dropped_meters() -> None:
     summary = {
-        "run_name": None, "status": "failed", "error": "RuntimeError: boom", "estimated": False,
-        "meters": [{"name": "rapl", "scope": "node", "domains": ["cpu:package-0"], "use": "measured",
-                    "dropped": {"reason": "read failed: MeterReadError: gone"}}],
+        "run_name": None,
+        "status": "failed",
+        "error": "RuntimeError: boom",
+        "estimated": False,
+        "meters": [
+            {
+                "name": "rapl",
+                "scope": "node",
+                "domains": ["cpu:package-0"],
+                "use": "measured",
+                "dropped": {"reason": "read failed: MeterReadError: gone"},
+            }
+        ],
         "unavailable_meters": {"nvml": "no NVIDIA driver (libnvidia-ml.so.1 not found)"},
-        "totals": {"phases": {"train": {"joules": None, "joules_per_sample": None, "watts": None,
-                                        "seconds": 1.5, "samples": 10}}},
+        "totals": {
+            "phases": {
+                "train": {
+                    "joules": None,
+                    "joules_per_sample": None,
+                    "watts": None,
+                    "seconds": 1.5,
+                    "samples": 10,
+                }
+            }
+        },
     }
     text = format_run_table(json.loads(json.dumps(summary)))
     assert "wattwise run: failed" in text and "error: RuntimeError: boom" in text

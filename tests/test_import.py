@@ -6,8 +6,16 @@ import json
 import subprocess
 import sys
 
-HEAVY = ("torch", "keras", "tensorflow", "jax", "pynvml", "codecarbon", "lightning",
-         "pytorch_lightning")
+HEAVY = (
+    "torch",
+    "keras",
+    "tensorflow",
+    "jax",
+    "pynvml",
+    "codecarbon",
+    "lightning",
+    "pytorch_lightning",
+)
 
 
 def test_core_imports_are_light() -> None:
@@ -17,8 +25,9 @@ def test_core_imports_are_light() -> None:
         "import wattwise.testing, wattwise.summary, wattwise.console, wattwise.errors\n"
         f"print(json.dumps(sorted(m for m in {HEAVY!r} if m in sys.modules)))\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True,
-                         text=True, timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-c", code], check=True, capture_output=True, text=True, timeout=120
+    )
     loaded = json.loads(out.stdout.strip().splitlines()[-1])
     assert loaded == [], f"import wattwise pulled in heavy modules: {loaded}"
 
@@ -26,9 +35,9 @@ def test_core_imports_are_light() -> None:
 def test_the_check_can_fail() -> None:
     """The same probe sees a heavy module once it is imported (so the test above can fail)."""
     code = (
-        "import sys, json, wattwise, hypothesis\n"
-        "print(json.dumps('hypothesis' in sys.modules))\n"
+        "import sys, json, wattwise, hypothesis\nprint(json.dumps('hypothesis' in sys.modules))\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True,
-                         text=True, timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-c", code], check=True, capture_output=True, text=True, timeout=120
+    )
     assert json.loads(out.stdout.strip().splitlines()[-1]) is True

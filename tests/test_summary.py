@@ -14,7 +14,9 @@ from wattwise.summary import SCHEMA_VERSION, read_summary, write_json_atomic
 
 def test_atomic_write_roundtrip_and_no_temp_left(tmp_path: Path) -> None:
     path = tmp_path / "a" / "b" / "run.json"
-    write_json_atomic(path, {"schema_version": SCHEMA_VERSION, "x": [1, 2.5, None], "p": Path("/q")})
+    write_json_atomic(
+        path, {"schema_version": SCHEMA_VERSION, "x": [1, 2.5, None], "p": Path("/q")}
+    )
     write_json_atomic(path, {"schema_version": SCHEMA_VERSION, "x": "second"})
     assert read_summary(path) == {"schema_version": SCHEMA_VERSION, "x": "second"}
     assert os.listdir(path.parent) == ["run.json"]
@@ -58,4 +60,6 @@ def test_schema_doc_lists_every_summary_field() -> None:
     fields |= set(s["idle_baseline"]) | set(s["carbon_intensity"]) | set(s["config"])
     missing = sorted(f for f in fields if f"`{f}`" not in doc)
     assert not missing, f"fields not documented in docs/summary-schema.md: {missing}"
-    assert f"schema_version` | int | {SCHEMA_VERSION}" in doc or f"currently `{SCHEMA_VERSION}`" in doc
+    assert (
+        f"schema_version` | int | {SCHEMA_VERSION}" in doc or f"currently `{SCHEMA_VERSION}`" in doc
+    )

@@ -42,8 +42,14 @@ def test_readings_use_monotonic_time() -> None:
 
 
 def test_estimated_and_approximate_flags() -> None:
-    m = FakeMeter(("x", "y"), estimated=True, scope="device", update_period_s=0.1,
-                  name="cc", approximate_domains=("y",))
+    m = FakeMeter(
+        ("x", "y"),
+        estimated=True,
+        scope="device",
+        update_period_s=0.1,
+        name="cc",
+        approximate_domains=("y",),
+    )
     r = m.read()
     assert r.estimated
     assert r.approximate_domains == frozenset({"y"})

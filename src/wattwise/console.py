@@ -14,7 +14,8 @@ Example:
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 __all__ = ["format_run_table"]
 
@@ -36,8 +37,14 @@ def _fmt(value: Any, *, integer: bool = False) -> str:
 
 
 def _row(name: str, rec: Mapping[str, Any], *, samples: bool = True) -> list[str]:
-    return [name, _fmt(rec.get("joules")), _fmt(rec.get("joules_per_sample")), _fmt(rec.get("watts")),
-            _fmt(rec.get("seconds")), _fmt(rec.get("samples"), integer=True) if samples else "-"]
+    return [
+        name,
+        _fmt(rec.get("joules")),
+        _fmt(rec.get("joules_per_sample")),
+        _fmt(rec.get("watts")),
+        _fmt(rec.get("seconds")),
+        _fmt(rec.get("samples"), integer=True) if samples else "-",
+    ]
 
 
 def format_run_table(summary: Mapping[str, Any]) -> str:
@@ -60,11 +67,20 @@ def format_run_table(summary: Mapping[str, Any]) -> str:
     used = [m for m in meters if m.get("use") != "excluded"]
     names = ", ".join(dict.fromkeys(str(m.get("name")) for m in used)) or "none"
     estimated = bool(summary.get("estimated"))
-    kind = f"ESTIMATED by {names} (no hardware counter readable)" if estimated else (
-        f"MEASURED by hardware counters ({names})" if used else "NOT MEASURED (no meter available)")
+    kind = (
+        f"ESTIMATED by {names} (no hardware counter readable)"
+        if estimated
+        else (
+            f"MEASURED by hardware counters ({names})"
+            if used
+            else "NOT MEASURED (no meter available)"
+        )
+    )
     status = summary.get("status", "?")
     name = summary.get("run_name")
-    title = f"wattwise run {name!r}: {status}, {kind}" if name else f"wattwise run: {status}, {kind}"
+    title = (
+        f"wattwise run {name!r}: {status}, {kind}" if name else f"wattwise run: {status}, {kind}"
+    )
     if summary.get("error"):
         title += f"\n  error: {summary['error']}"
 
@@ -89,15 +105,20 @@ def format_run_table(summary: Mapping[str, Any]) -> str:
         if i == 0:
             lines.append("  " + "  ".join("-" * w for w in widths))
 
-    run = totals.get("run") if isinstance(totals.get("run"), Mapping) else {}
+    run_rec = totals.get("run")
+    run: Mapping[str, Any] = run_rec if isinstance(run_rec, Mapping) else {}
     idle = summary.get("idle_baseline")
     if isinstance(idle, Mapping):
-        lines.append(f"  idle baseline: {_fmt(idle.get('watts'))} W over {_fmt(idle.get('seconds'))} s; "
-                     f"active (above idle) energy of the run: {_fmt(run.get('active_joules'))} J")
+        lines.append(
+            f"  idle baseline: {_fmt(idle.get('watts'))} W over {_fmt(idle.get('seconds'))} s; "
+            f"active (above idle) energy of the run: {_fmt(run.get('active_joules'))} J"
+        )
     carbon = summary.get("carbon_intensity")
     if isinstance(carbon, Mapping):
-        lines.append(f"  CO2: {_fmt(run.get('co2_g'))} g CO2eq at {_fmt(carbon.get('g_per_kwh'))} g/kWh "
-                     f"({carbon.get('source')})")
+        lines.append(
+            f"  CO2: {_fmt(run.get('co2_g'))} g CO2eq at {_fmt(carbon.get('g_per_kwh'))} g/kWh "
+            f"({carbon.get('source')})"
+        )
     for m in meters:
         doms = ", ".join(str(d) for d in m.get("domains") or [])
         use = m.get("use", "measured")
@@ -111,7 +132,9 @@ def format_run_table(summary: Mapping[str, Any]) -> str:
         lines.append(f"  estimate kept apart (not in the table): {_fmt(est)} J (est.)")
     approx = summary.get("approximate_domains") or []
     if approx:
-        lines.append(f"  approximate (power x time, no energy counter): {', '.join(map(str, approx))}")
+        lines.append(
+            f"  approximate (power x time, no energy counter): {', '.join(map(str, approx))}"
+        )
     for meter, reason in (summary.get("unavailable_meters") or {}).items():
         lines.append(f"  unavailable {meter}: {reason}")
     return "\n".join(lines)

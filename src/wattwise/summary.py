@@ -10,13 +10,14 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from collections.abc import Mapping
 from os import PathLike
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from wattwise.errors import ConfigurationError
 
-__all__ = ["SCHEMA_VERSION", "write_json_atomic", "read_summary"]
+__all__ = ["SCHEMA_VERSION", "read_summary", "write_json_atomic"]
 
 SCHEMA_VERSION = 1
 """Version of the run-summary JSON schema written by :class:`~wattwise.EnergyTracker`."""
@@ -110,4 +111,5 @@ def read_summary(path: str | PathLike[str]) -> dict[str, Any]:
             f"read_summary(path={str(path)!r}): schema_version={version!r} is newer than this "
             f"wattwise understands ({SCHEMA_VERSION}); upgrade wattwise"
         )
-    return data
+    result: dict[str, Any] = data
+    return result

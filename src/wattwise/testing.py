@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 import threading
 import time
-from typing import Iterable, Mapping
+from collections.abc import Iterable, Mapping
 
 from wattwise.errors import ConfigurationError, MeterReadError
 from wattwise.meters.base import Meter, Reading, Scope
@@ -81,15 +81,17 @@ class FakeMeter(Meter):
                 f"not a single string; use domains=({domains!r},)"
             )
         doms = tuple(domains)
-        if not doms or not all(isinstance(d, str) and d for d in doms) or len(set(doms)) != len(doms):
+        if (
+            not doms
+            or not all(isinstance(d, str) and d for d in doms)
+            or len(set(doms)) != len(doms)
+        ):
             raise ConfigurationError(
                 f"FakeMeter(domains={doms!r}): expected one or more distinct non-empty "
                 "domain names such as ('gpu:0', 'cpu:package-0')"
             )
         if scope not in ("node", "device"):
-            raise ConfigurationError(
-                f"FakeMeter(scope={scope!r}): expected 'node' or 'device'"
-            )
+            raise ConfigurationError(f"FakeMeter(scope={scope!r}): expected 'node' or 'device'")
         upd = _check_joules("FakeMeter(update_period_s=...)", update_period_s)
         approx = frozenset(approximate_domains)
         if not approx <= set(doms):
@@ -144,7 +146,9 @@ class FakeMeter(Meter):
                     f"FakeMeter.advance(joules={dict(joules)!r}): unknown domain(s) "
                     f"{sorted(unknown)!r}; this meter has {self._domains!r}"
                 )
-            delta = {d: _check_joules("FakeMeter.advance(joules=...)", j) for d, j in joules.items()}
+            delta = {
+                d: _check_joules("FakeMeter.advance(joules=...)", j) for d, j in joules.items()
+            }
         else:
             j = _check_joules("FakeMeter.advance(joules=...)", joules)
             delta = {d: j for d in self._domains}

@@ -35,10 +35,11 @@ import platform
 import time
 import warnings
 import weakref
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from os import PathLike
-from typing import Any, Literal, Mapping, Sequence
+from typing import Any, Literal
 
 from wattwise.errors import (
     ConfigurationError,
@@ -51,14 +52,14 @@ from wattwise.errors import (
 from wattwise.meters.base import Meter
 
 __all__ = [
-    "EnergyTracker",
-    "PhaseRecord",
-    "EpochRecord",
-    "StepRecord",
-    "Phase",
-    "RunStatus",
-    "PHASES",
     "METER_NAMES",
+    "PHASES",
+    "EnergyTracker",
+    "EpochRecord",
+    "Phase",
+    "PhaseRecord",
+    "RunStatus",
+    "StepRecord",
 ]
 
 Phase = Literal["train", "validate", "test", "predict"]
@@ -104,8 +105,16 @@ class PhaseRecord:
         label estimates (``estimated`` is True) as such in the name.
         """
         out: dict[str, float] = {}
-        for key in ("joules", "joules_per_sample", "joules_per_batch", "watts", "seconds",
-                    "samples", "active_joules", "co2_g"):
+        for key in (
+            "joules",
+            "joules_per_sample",
+            "joules_per_batch",
+            "watts",
+            "seconds",
+            "samples",
+            "active_joules",
+            "co2_g",
+        ):
             value = getattr(self, key)
             if value is not None:
                 out[key] = float(value)
@@ -148,14 +157,18 @@ class EpochRecord:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON form (as in the run summary)."""
-        return {"epoch": self.epoch, "joules": self.joules, "seconds": self.seconds,
-                "phases": {p: r.to_dict() for p, r in self.phases.items()}}
+        return {
+            "epoch": self.epoch,
+            "joules": self.joules,
+            "seconds": self.seconds,
+            "phases": {p: r.to_dict() for p, r in self.phases.items()},
+        }
 
 
 class _Acc:
     """Running sums of one window / phase: joules per observed domain, seconds, counts."""
 
-    __slots__ = ("joules", "seconds", "samples", "batches")
+    __slots__ = ("batches", "joules", "samples", "seconds")
 
     def __init__(self) -> None:
         self.joules: dict[str, float] = {}  # a domain is present once a delta was observed
@@ -171,19 +184,27 @@ class _Acc:
         self.batches += other.batches
 
     def state(self) -> dict[str, Any]:
-        return {"joules": dict(self.joules), "seconds": self.seconds,
-                "samples": self.samples, "batches": self.batches}
+        return {
+            "joules": dict(self.joules),
+            "seconds": self.seconds,
+            "samples": self.samples,
+            "batches": self.batches,
+        }
 
     @classmethod
     def from_state(cls, s: Mapping[str, Any]) -> _Acc:
         acc = cls()
         acc.joules = {str(d): float(j) for d, j in s["joules"].items()}
-        acc.seconds, acc.samples, acc.batches = float(s["seconds"]), int(s["samples"]), int(s["batches"])
+        acc.seconds, acc.samples, acc.batches = (
+            float(s["seconds"]),
+            int(s["samples"]),
+            int(s["batches"]),
+        )
         return acc
 
 
 class _Window:
-    __slots__ = ("phase", "epoch", "acc")
+    __slots__ = ("acc", "epoch", "phase")
 
     def __init__(self, phase: str, epoch: int) -> None:
         self.phase, self.epoch, self.acc = phase, epoch, _Acc()
@@ -198,7 +219,7 @@ def _atexit_finish(ref: weakref.ReferenceType[EnergyTracker]) -> None:
     if tracker is not None and tracker._status == "running":
         try:
             tracker.finish("interrupted")
-        except Exception:  # noqa: BLE001 - interpreter is exiting; never raise here
+        except Exception:  # noqa: BLE001, S110 - interpreter is exiting; never raise here
             pass
 
 
@@ -283,7 +304,8 @@ class EnergyTracker:
                 if isinstance(m, Meter):
                     if any(m is x for x in self._instances):
                         raise ConfigurationError(
-                            f"EnergyTracker(meters=...): meter {m!r} is given twice")
+                            f"EnergyTracker(meters=...): meter {m!r} is given twice"
+                        )
                     self._instances.append(m)
                 elif isinstance(m, str) and m in METER_NAMES and m not in self._names:
                     self._names.append(m)
@@ -307,14 +329,21 @@ class EnergyTracker:
             )
         if carbon_intensity_g_per_kwh is not None:
             c = carbon_intensity_g_per_kwh
-            if isinstance(c, bool) or not isinstance(c, (int, float)) or not math.isfinite(c) or c < 0:
+            if (
+                isinstance(c, bool)
+                or not isinstance(c, (int, float))
+                or not math.isfinite(c)
+                or c < 0
+            ):
                 raise ConfigurationError(
                     f"EnergyTracker(carbon_intensity_g_per_kwh={c!r}): expected a finite number "
                     "of grams CO2eq per kWh >= 0 (e.g. 400.0)"
                 )
         if country_iso_code is not None and not (
-            isinstance(country_iso_code, str) and len(country_iso_code) == 3
-            and country_iso_code.isascii() and country_iso_code.isalpha()
+            isinstance(country_iso_code, str)
+            and len(country_iso_code) == 3
+            and country_iso_code.isascii()
+            and country_iso_code.isalpha()
         ):
             raise ConfigurationError(
                 f"EnergyTracker(country_iso_code={country_iso_code!r}): expected an ISO 3166 "
@@ -323,17 +352,24 @@ class EnergyTracker:
         if not isinstance(node_meters, bool):
             raise ConfigurationError(f"EnergyTracker(node_meters={node_meters!r}): expected a bool")
         if gpu_devices is not None and (
-            isinstance(gpu_devices, (str, bytes)) or not isinstance(gpu_devices, Sequence)
-            or not all(isinstance(i, int) and not isinstance(i, bool) and i >= 0 for i in gpu_devices)
+            isinstance(gpu_devices, (str, bytes))
+            or not isinstance(gpu_devices, Sequence)
+            or not all(
+                isinstance(i, int) and not isinstance(i, bool) and i >= 0 for i in gpu_devices
+            )
         ):
             raise ConfigurationError(
                 f"EnergyTracker(gpu_devices={gpu_devices!r}): expected None or a list of CUDA "
                 "device indices >= 0 such as [0, 1]"
             )
         if run_name is not None and not isinstance(run_name, str):
-            raise ConfigurationError(f"EnergyTracker(run_name={run_name!r}): expected a str or None")
+            raise ConfigurationError(
+                f"EnergyTracker(run_name={run_name!r}): expected a str or None"
+            )
         self._summary_path = os.fspath(summary_path) if summary_path is not None else None
-        self._carbon = None if carbon_intensity_g_per_kwh is None else float(carbon_intensity_g_per_kwh)
+        self._carbon = (
+            None if carbon_intensity_g_per_kwh is None else float(carbon_intensity_g_per_kwh)
+        )
         self._country = country_iso_code.upper() if country_iso_code else None
         self._node_meters = node_meters
         self._gpu_devices = list(gpu_devices) if gpu_devices is not None else None
@@ -422,7 +458,8 @@ class EnergyTracker:
             from wattwise.meters.factory import open_meters
 
             opened, unavailable = open_meters(
-                self._names, node_meters=self._node_meters, gpu_devices=self._gpu_devices)
+                self._names, node_meters=self._node_meters, gpu_devices=self._gpu_devices
+            )
             meters += list(opened)
             self._unavailable.update(unavailable)
         self._estimate_mode = bool(meters) and all(m.estimated for m in meters)
@@ -430,7 +467,7 @@ class EnergyTracker:
         for m in meters:
             for d in m.domains:
                 if d in seen:
-                    for opened_meter in meters[len(self._instances):]:  # ours to close
+                    for opened_meter in meters[len(self._instances) :]:  # ours to close
                         self._close(opened_meter)
                     raise ConfigurationError(
                         f"EnergyTracker(meters=...): meters {seen[d]!r} and {m!r} both report "
@@ -445,15 +482,26 @@ class EnergyTracker:
             self._meter_info.append(info)
             self._info_by_meter[id(m)] = info
         if not meters:
-            warnings.warn("EnergyTracker: no meter could be opened; energy values will be None "
-                          f"(unavailable: {self._unavailable!r})", MeterWarning, stacklevel=2)
+            warnings.warn(
+                "EnergyTracker: no meter could be opened; energy values will be None "
+                f"(unavailable: {self._unavailable!r})",
+                MeterWarning,
+                stacklevel=2,
+            )
         elif self._estimate_mode:
-            warnings.warn("EnergyTracker: no hardware counter is readable; joules are ESTIMATES "
-                          f"from {[m.name for m in meters]!r}", EstimateWarning, stacklevel=2)
+            warnings.warn(
+                "EnergyTracker: no hardware counter is readable; joules are ESTIMATES "
+                f"from {[m.name for m in meters]!r}",
+                EstimateWarning,
+                stacklevel=2,
+            )
         self._hardware = {
-            "platform": platform.platform(), "machine": platform.machine(),
-            "processor": platform.processor(), "cpu_count": os.cpu_count(),
-            "python": platform.python_version(), **dict(hardware or {}),
+            "platform": platform.platform(),
+            "machine": platform.machine(),
+            "processor": platform.processor(),
+            "cpu_count": os.cpu_count(),
+            "python": platform.python_version(),
+            **dict(hardware or {}),
         }
         self._metadata = dict(metadata or {})
         self._started_at = _now_iso()
@@ -483,17 +531,23 @@ class EnergyTracker:
         self._idle_w = {}
         for d in self._domain_meter:
             j = self._other.joules.get(d, 0.0) - before["joules"].get(d, 0.0)
-            unknown = d not in self._other.joules or (j == 0.0 and s < self._domain_meter[d].update_period_s)
+            unknown = d not in self._other.joules or (
+                j == 0.0 and s < self._domain_meter[d].update_period_s
+            )
             self._idle_w[d] = None if unknown or s <= 0 else j / s
         known = [w for w in self._idle_w.values() if w is not None]
-        self._idle = {"seconds": s, "watts": sum(known) if known else None,
-                      "watts_by_domain": dict(self._idle_w)}
+        self._idle = {
+            "seconds": s,
+            "watts": sum(known) if known else None,
+            "watts_by_domain": dict(self._idle_w),
+        }
 
     def _require_running(self, what: str) -> None:
         if self._status != "running":
             raise WattwiseError(
                 f"EnergyTracker.{what}: the tracker is {self._status!r}; call start() first "
-                "(and not after finish())")
+                "(and not after finish())"
+            )
 
     def start_window(self, phase: str, epoch: int) -> None:
         """Begin a window of ``phase`` in ``epoch`` (one meter read).
@@ -502,10 +556,12 @@ class EnergyTracker:
         """
         if phase not in PHASES:
             raise ConfigurationError(
-                f"EnergyTracker.start_window(phase={phase!r}): expected one of {PHASES!r}")
+                f"EnergyTracker.start_window(phase={phase!r}): expected one of {PHASES!r}"
+            )
         if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0:
             raise ConfigurationError(
-                f"EnergyTracker.start_window(epoch={epoch!r}): expected an int >= 0")
+                f"EnergyTracker.start_window(epoch={epoch!r}): expected an int >= 0"
+            )
         self._require_running("start_window()")
         self._take_reading()
         self._stack.append(_Window(phase, epoch))
@@ -514,8 +570,10 @@ class EnergyTracker:
     def add_batch(self, samples: int) -> None:
         """Count one batch of ``samples`` samples in the open window. No meter read."""
         if not self._stack:
-            raise WattwiseError("EnergyTracker.add_batch(): no window is open; call "
-                                "start_window(phase, epoch) first")
+            raise WattwiseError(
+                "EnergyTracker.add_batch(): no window is open; call "
+                "start_window(phase, epoch) first"
+            )
         if samples < 0:
             raise ConfigurationError(f"EnergyTracker.add_batch(samples={samples!r}): expected >= 0")
         acc = self._stack[-1].acc
@@ -534,9 +592,13 @@ class EnergyTracker:
         joules = self._known_sum(self._step.joules, seconds)
         samples, batches = w.acc.samples - self._step_base[0], w.acc.batches - self._step_base[1]
         rec = StepRecord(
-            phase=w.phase, epoch=w.epoch,
+            phase=w.phase,
+            epoch=w.epoch,
             step=self._step_index.get(w.phase, 0) + w.acc.batches - 1,
-            joules=joules, seconds=seconds, samples=samples, batches=batches,
+            joules=joules,
+            seconds=seconds,
+            samples=samples,
+            batches=batches,
             estimated=self._estimate_mode,
             joules_per_sample=joules / samples if joules is not None and samples else None,
             watts=joules / seconds if joules is not None and seconds > 0 else None,
@@ -547,8 +609,10 @@ class EnergyTracker:
     def end_window(self) -> PhaseRecord:
         """Close the open window (one meter read) and return its record."""
         if not self._stack:
-            raise WattwiseError("EnergyTracker.end_window(): no window is open; call "
-                                "start_window(phase, epoch) first")
+            raise WattwiseError(
+                "EnergyTracker.end_window(): no window is open; call "
+                "start_window(phase, epoch) first"
+            )
         self._take_reading()
         w = self._stack.pop()
         self._step_index[w.phase] = self._step_index.get(w.phase, 0) + w.acc.batches
@@ -575,15 +639,21 @@ class EnergyTracker:
         epoch = self._epoch_num if self._epoch_num is not None else self._epochs_done
         phases = {p: self._record(p, epoch, acc) for p, acc in self._epoch_accs.items()}
         known = [r.joules for r in phases.values() if r.joules is not None]
-        rec = EpochRecord(epoch=epoch, phases=phases, joules=sum(known) if known else None,
-                          seconds=sum(r.seconds for r in phases.values()))
+        rec = EpochRecord(
+            epoch=epoch,
+            phases=phases,
+            joules=sum(known) if known else None,
+            seconds=sum(r.seconds for r in phases.values()),
+        )
         self._epochs.append(rec.to_dict())
         self._epochs_done += 1
         self._epoch_accs = {}
         self._epoch_num = None
         return rec
 
-    def finish(self, status: RunStatus = "completed", error: BaseException | None = None) -> dict[str, Any]:
+    def finish(
+        self, status: RunStatus = "completed", error: BaseException | None = None
+    ) -> dict[str, Any]:
         """Close any open window and the meters, write the final summary; returns it as a dict.
 
         Idempotent: a second call returns the same summary without reading again. Never
@@ -593,7 +663,8 @@ class EnergyTracker:
             return self._final
         if status not in _STATUSES[1:]:
             raise ConfigurationError(
-                f"EnergyTracker.finish(status={status!r}): expected one of {_STATUSES[1:]!r}")
+                f"EnergyTracker.finish(status={status!r}): expected one of {_STATUSES[1:]!r}"
+            )
         if self._status == "running":
             if self._stack or self._epoch_accs:
                 self._close_epoch()
@@ -602,8 +673,10 @@ class EnergyTracker:
                 r = self._safe_read(m)
                 if r is not None:
                     self._excluded_joules = {
-                        d: float(j) - self._excluded_first[d] for d, j in r.joules.items()
-                        if d in self._excluded_first}
+                        d: float(j) - self._excluded_first[d]
+                        for d, j in r.joules.items()
+                        if d in self._excluded_first
+                    }
             for m in self._active + self._excluded:
                 self._close(m)
         if self._atexit is not None:
@@ -633,7 +706,7 @@ class EnergyTracker:
             r = self._safe_read(m)
             if r is None:
                 continue
-            deltas = []
+            deltas: list[tuple[str, float, float]] = []
             for d, j in r.joules.items():
                 p = prev.get(d)
                 if p is None:  # first time we see this domain: baseline only
@@ -661,19 +734,24 @@ class EnergyTracker:
             self._excluded.remove(meter)
         info = self._info_by_meter.get(id(meter))
         if info is not None:
-                info["dropped"] = {"reason": reason, "epoch": self._epoch_num,
-                                   "after_s": _monotonic() - self._t0 if self._t0 else 0.0}
+            info["dropped"] = {
+                "reason": reason,
+                "epoch": self._epoch_num,
+                "after_s": _monotonic() - self._t0 if self._t0 else 0.0,
+            }
         warnings.warn(
             f"EnergyTracker: meter {meter.name!r} (domains {list(meter.domains)!r}) dropped: "
             f"{reason}; energy it measured so far is kept, its domains are None from now on",
-            MeterWarning, stacklevel=3)
+            MeterWarning,
+            stacklevel=3,
+        )
         self._close(meter)
 
     @staticmethod
     def _close(meter: Meter) -> None:
         try:
             meter.close()
-        except Exception:  # noqa: BLE001
+        except Exception:  # noqa: BLE001, S110 - closing a failed meter is best effort
             pass
 
     def _reset_step(self) -> None:
@@ -682,7 +760,9 @@ class EnergyTracker:
         acc = self._stack[-1].acc if self._stack else None
         self._step_base = (acc.samples, acc.batches) if acc else (0, 0)
 
-    def _domain_joules(self, joules: Mapping[str, float], seconds: float) -> dict[str, float | None]:
+    def _domain_joules(
+        self, joules: Mapping[str, float], seconds: float
+    ) -> dict[str, float | None]:
         """Per domain joules, None for never-observed domains and for counters that did not
         move in a window shorter than their update period."""
         out: dict[str, float | None] = {}
@@ -701,25 +781,34 @@ class EnergyTracker:
         joules = sum(known.values()) if known else None
         active = None
         if joules is not None and self._idle is not None:
-            idle = [self._idle_w.get(d) for d in known]
-            if all(w is not None for w in idle):
-                active = joules - sum(idle) * acc.seconds  # type: ignore[arg-type]
+            idle = [w for d in known if (w := self._idle_w.get(d)) is not None]
+            if len(idle) == len(known):
+                active = joules - sum(idle) * acc.seconds
         return PhaseRecord(
-            phase=phase, epoch=epoch, joules=joules, joules_by_domain=by_domain,
-            seconds=acc.seconds, samples=acc.samples, batches=acc.batches,
+            phase=phase,
+            epoch=epoch,
+            joules=joules,
+            joules_by_domain=by_domain,
+            seconds=acc.seconds,
+            samples=acc.samples,
+            batches=acc.batches,
             estimated=self._estimate_mode,
             joules_per_sample=joules / acc.samples if joules is not None and acc.samples else None,
             joules_per_batch=joules / acc.batches if joules is not None and acc.batches else None,
             watts=joules / acc.seconds if joules is not None and acc.seconds > 0 else None,
             active_joules=active,
-            co2_g=joules * self._carbon / _J_PER_KWH if joules is not None and self._carbon is not None else None,
+            co2_g=joules * self._carbon / _J_PER_KWH
+            if joules is not None and self._carbon is not None
+            else None,
         )
 
     def _write(self, *, force: bool = False, data: dict[str, Any] | None = None) -> None:
         if self._summary_path is None:
             return
         now = _monotonic()
-        spacing = self._summary_interval_s and max(self._summary_interval_s, 20.0 * self._write_cost_s)
+        spacing = self._summary_interval_s and max(
+            self._summary_interval_s, 20.0 * self._write_cost_s
+        )
         if not force and now - self._last_write < spacing:
             return
         from wattwise.summary import write_json_atomic
@@ -729,9 +818,12 @@ class EnergyTracker:
         except (OSError, ValueError, TypeError) as e:
             if not self._write_warned:
                 self._write_warned = True
-                warnings.warn(f"EnergyTracker(summary_path={self._summary_path!r}): cannot write "
-                              f"the run summary ({type(e).__name__}: {e}); training continues",
-                              WattwiseWarning, stacklevel=3)
+                warnings.warn(
+                    f"EnergyTracker(summary_path={self._summary_path!r}): cannot write "
+                    f"the run summary ({type(e).__name__}: {e}); training continues",
+                    WattwiseWarning,
+                    stacklevel=3,
+                )
         self._last_write = _monotonic()
         self._write_cost_s = self._last_write - now
 
@@ -760,12 +852,21 @@ class EnergyTracker:
     def totals(self) -> dict[str, PhaseRecord]:
         """Run totals per phase (epoch = -1), including restored checkpoint totals, plus
         ``"other"`` (time outside any window, including the idle baseline)."""
-        keys = [p for p in PHASES if p in self._totals or
-                (self._restored is not None and p in self._restored["totals"])]
+        keys = [
+            p
+            for p in PHASES
+            if p in self._totals or (self._restored is not None and p in self._restored["totals"])
+        ]
         out = {}
         for key in (*keys, "other"):
             acc = self._restored_acc(key)
-            acc.add(self._other if key == "other" else self._totals[key] if key in self._totals else _Acc())
+            acc.add(
+                self._other
+                if key == "other"
+                else self._totals[key]
+                if key in self._totals
+                else _Acc()
+            )
             out[key] = self._record(key, -1, acc)
         return out
 
@@ -777,7 +878,9 @@ class EnergyTracker:
             acc.add(self._restored_acc(p))
             if p in self._totals:
                 acc.add(self._totals[p])
-        acc.samples = acc.batches = 0  # samples belong to phases; a run total per sample is meaningless
+        acc.samples = acc.batches = (
+            0  # samples belong to phases; a run total per sample is meaningless
+        )
         return self._record("run", -1, acc)
 
     def summary(self) -> dict[str, Any]:
@@ -801,30 +904,45 @@ class EnergyTracker:
             "meters": [dict(m) for m in self._meter_info],
             "unavailable_meters": dict(self._unavailable),
             "approximate_domains": approx,
-            "excluded_estimates": None if not self._excluded_first else {
+            "excluded_estimates": None
+            if not self._excluded_first
+            else {
                 "joules_by_domain": self._excluded_joules,
                 "note": "estimates kept out of the measured joules because a hardware counter "
-                        "was in use; joules_by_domain is null until finish()"},
+                "was in use; joules_by_domain is null until finish()",
+            },
             "hardware": self._hardware,
             "metadata": self._metadata,
-            "config": {"min_window_s": self._min_window_s, "summary_interval_s": self._summary_interval_s,
-                       "node_meters": self._node_meters, "gpu_devices": self._gpu_devices},
+            "config": {
+                "min_window_s": self._min_window_s,
+                "summary_interval_s": self._summary_interval_s,
+                "node_meters": self._node_meters,
+                "gpu_devices": self._gpu_devices,
+            },
             "idle_baseline": self._idle,
-            "carbon_intensity": None if self._carbon is None else {
-                "g_per_kwh": self._carbon, "source": self._carbon_source},
-            "resumed_from": None if self._restored is None else {
-                "epochs": self._restored["epochs"]},
-            "epochs_completed": self._epochs_done + (self._restored["epochs"] if self._restored else 0),
+            "carbon_intensity": None
+            if self._carbon is None
+            else {"g_per_kwh": self._carbon, "source": self._carbon_source},
+            "resumed_from": None
+            if self._restored is None
+            else {"epochs": self._restored["epochs"]},
+            "epochs_completed": self._epochs_done
+            + (self._restored["epochs"] if self._restored else 0),
             "epochs": list(self._epochs),
-            "totals": {"phases": {p: r.to_dict() for p, r in totals.items()},
-                       "other": other.to_dict(), "run": self.run_total().to_dict()},
+            "totals": {
+                "phases": {p: r.to_dict() for p, r in totals.items()},
+                "other": other.to_dict(),
+                "run": self.run_total().to_dict(),
+            },
             "advice": self._advice,
         }
 
     def set_advice(self, advice: Mapping[str, Any]) -> None:
         """Store the sizing advice (JSON form) in the run summary."""
         if not isinstance(advice, Mapping):
-            raise ConfigurationError(f"EnergyTracker.set_advice(advice={advice!r}): expected a mapping")
+            raise ConfigurationError(
+                f"EnergyTracker.set_advice(advice={advice!r}): expected a mapping"
+            )
         self._advice = dict(advice)
         if self._final is not None:
             self._final["advice"] = self._advice
@@ -851,10 +969,13 @@ class EnergyTracker:
         try:
             if state["version"] != 1:
                 raise ValueError(f"unknown version {state['version']!r}")
-            restored = {"epochs": int(state["epochs"]),
-                        "totals": {str(k): _Acc.from_state(v).state() for k, v in state["totals"].items()}}
+            restored = {
+                "epochs": int(state["epochs"]),
+                "totals": {str(k): _Acc.from_state(v).state() for k, v in state["totals"].items()},
+            }
         except (KeyError, TypeError, ValueError, AttributeError) as e:
             raise ConfigurationError(
                 f"EnergyTracker.load_state_dict(state={state!r}): not a state from "
-                f"EnergyTracker.state_dict() ({type(e).__name__}: {e})") from e
+                f"EnergyTracker.state_dict() ({type(e).__name__}: {e})"
+            ) from e
         self._restored = restored
