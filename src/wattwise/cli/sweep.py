@@ -275,7 +275,7 @@ def plot_sweep(index: dict[str, Any], path: Path, *, batch_size: int, n_samples:
     xs = [p["ntp"] for p in pts]
     if est:
         ys = [p["seconds_per_sample"] * 1e6 for p in pts]
-        ax.set_ylabel("seconds per training sample [µs]  (no energy counter: time, not joules)")
+        ax.set_ylabel("time per training sample [µs]")
     else:
         ys = [p["joules_per_sample"] * 1e3 for p in pts]
         ax.set_ylabel("measured energy per training sample [mJ]")
