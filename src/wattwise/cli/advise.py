@@ -1,0 +1,276 @@
+"""``wattwise advise``: cache-aware sizing advice for an MLP, from the BUTTER-E energy model."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from typing import Any
+
+EPILOG = """\
+examples:
+  wattwise advise --widths 784,512,512,10 --batch-size 256
+  wattwise advise --shape rectangle --depth 4 --size 1048576 --inputs 784 --outputs 10
+  wattwise advise --widths 784,512,512,10 --samples 60000 --hardware butter-e-gpu --json
+  wattwise advise --dataset 201_pol --shape trapezoid --depth 5 --size 65536 --hardware butter-e-cpu
+  wattwise advise --shape rectangle --depth 3 --inputs 784 --outputs 10 --plot ntp_knee.png
+  wattwise advise --widths 784,512,10 --cache L2=2M --cache L3=32M,1 --coefficients mine.json
+
+--widths lists the input width first, then every Dense layer's width (output included).
+Energies are estimates from the BUTTER-E model (Tripp et al. 2024), not measurements.
+"""
+
+HARDWARE = ("auto", "cpu", "gpu", "butter-e-cpu", "butter-e-gpu")
+
+
+def register(subparsers: Any) -> None:
+    """Add the ``advise`` subcommand."""
+    p = subparsers.add_parser(
+        "advise",
+        help="cache-aware sizing advice for an MLP (energy model estimates)",
+        description=(
+            "Where the network's backward working set sits relative to this machine's cache "
+            "boundaries, whether it is near one (1x-2x of a level's capacity, where the paper "
+            "found training energy lowest) and, if far, how to rescale its widths, with the "
+            "model's predicted joules per training sample for each option."
+        ),
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--widths", metavar="IN,W1,...,OUT", default=None,
+                   help="input width then the Dense widths, output included")
+    p.add_argument("--shape", default=None,
+                   help="BUTTER shape: rectangle, trapezoid, exponential, wide_first_{2,4,8,16}x")
+    p.add_argument("--depth", default=None, help="number of Dense layers, output included (>= 2)")
+    p.add_argument("--size", default=None, help="target number of trainable parameters (NTP)")
+    p.add_argument("--inputs", default=None, help="input width (features)")
+    p.add_argument("--outputs", default=None, help="output width")
+    p.add_argument("--dataset", default=None,
+                   help="a BUTTER-E dataset name: sets --inputs, --outputs and --samples")
+    p.add_argument("--batch-size", default="256", help="samples per batch (default 256)")
+    p.add_argument("--samples", default=None,
+                   help="training samples per epoch (adds the dataset working set and J/epoch)")
+    p.add_argument("--hardware", default="auto", help="auto, cpu, gpu, butter-e-cpu, butter-e-gpu "
+                   "(default auto: this machine)")
+    p.add_argument("--cache", action="append", default=[], metavar="LEVEL=SIZE[,UNITS]",
+                   help="override a cache level, e.g. L2=2M or L3=32M,2 (repeatable)")
+    p.add_argument("--coefficients", default=None, metavar="FILE",
+                   help="coefficients JSON from `wattwise fit` (default: the paper's for the hardware)")
+    p.add_argument("--set", dest="set_name", default="b", help="working set to judge: b (default) or f")
+    p.add_argument("--json", action="store_true", help="print the advice as JSON")
+    p.add_argument("--plot", default=None, metavar="FILE.png",
+                   help="plot predicted J/sample vs NTP for the shape with cache boundaries")
+    p.set_defaults(func=run)
+
+
+def _int(args: argparse.Namespace, name: str, value: Any, minimum: int = 1) -> int | None:
+    from wattwise.cli.main import CLIError
+
+    if value is None:
+        return None
+    try:
+        v = int(str(value).replace("_", ""))
+    except ValueError:
+        raise CLIError(f"--{name} {value!r}: expected an integer") from None
+    if v < minimum:
+        raise CLIError(f"--{name} {value!r}: must be >= {minimum}")
+    return v
+
+
+def _network(args: argparse.Namespace) -> tuple[int, list[int], str | None, int | None]:
+    """-> (n_in, widths, shape, depth)."""
+    from wattwise.cli.main import CLIError
+    from wattwise.errors import ConfigurationError
+    from wattwise.model.shapes import SHAPES, network_widths
+
+    if args.dataset is not None:
+        from wattwise.model.butter_e import dataset_facts
+
+        try:
+            facts = dataset_facts(args.dataset)
+        except ConfigurationError as e:
+            raise CLIError(f"--dataset: {e}") from None
+        args.inputs = args.inputs or facts["n_in"]
+        args.outputs = args.outputs or facts["n_out"]
+        if args.samples is None:
+            args.samples = round(0.8 * facts["n_observations"])
+    if args.widths is not None:
+        if any(v is not None for v in (args.shape, args.depth, args.size)):
+            raise CLIError("--widths cannot be combined with --shape/--depth/--size; give one")
+        try:
+            ws = [int(w) for w in str(args.widths).replace(" ", "").split(",") if w]
+        except ValueError:
+            raise CLIError(f"--widths {args.widths!r}: expected comma-separated integers, "
+                           "e.g. 784,512,512,10") from None
+        if len(ws) < 2 or min(ws) < 1:
+            raise CLIError(f"--widths {args.widths!r}: need the input width and at least one "
+                           "layer width, all >= 1, e.g. 784,512,10")
+        return ws[0], ws[1:], None, None
+    if args.shape is None:
+        raise CLIError("describe the network with --widths IN,W1,...,OUT or with --shape, "
+                       "--depth, --size, --inputs and --outputs")
+    if args.shape not in SHAPES:
+        raise CLIError(f"--shape {args.shape!r}: expected one of {', '.join(SHAPES)}")
+    depth = _int(args, "depth", args.depth, 2)
+    n_in = _int(args, "inputs", args.inputs)
+    n_out = _int(args, "outputs", args.outputs)
+    for name, v in (("depth", depth), ("inputs", n_in), ("outputs", n_out)):
+        if v is None:
+            raise CLIError(f"--{name} is required with --shape")
+    assert depth is not None and n_in is not None and n_out is not None
+    size = _int(args, "size", args.size)
+    if size is None:
+        if args.plot is None:
+            raise CLIError("--size is required with --shape (or use --widths)")
+        size = 2**16
+    return n_in, network_widths(args.shape, depth, size, n_in, n_out), args.shape, depth
+
+
+def _hierarchy(args: argparse.Namespace) -> Any:
+    import warnings
+
+    from wattwise.cli.main import CLIError
+    from wattwise.errors import ConfigurationError
+    from wattwise.hardware import detect_hierarchy
+
+    if args.hardware not in HARDWARE:
+        raise CLIError(f"--hardware {args.hardware!r}: expected one of {', '.join(HARDWARE)}")
+    overrides: dict[str, Any] = {}
+    for item in args.cache:
+        name, _, val = item.partition("=")
+        if not name or not val:
+            raise CLIError(f"--cache {item!r}: expected LEVEL=SIZE[,UNITS], e.g. L2=2M or L3=32M,2")
+        size, _, units = val.partition(",")
+        overrides[name.strip()] = (size.strip(), _int(args, "cache units", units)) if units else size.strip()
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            h = detect_hierarchy(args.hardware, overrides=overrides or None)
+    except ConfigurationError as e:
+        raise CLIError(f"--hardware {args.hardware!r}: {e}") from None
+    for w in caught:
+        print(f"wattwise advise: warning: {w.message}", file=__import__("sys").stderr)
+    return h
+
+
+def run(args: argparse.Namespace) -> int:
+    from wattwise.cli.main import CLIError
+    from wattwise.errors import ConfigurationError
+    from wattwise.model.advise import advise
+    from wattwise.model.working_sets import mlp_working_sets
+    from wattwise.sizing import resolve_coefficients
+
+    if args.set_name not in ("b", "f"):
+        raise CLIError(f"--set {args.set_name!r}: expected b or f")
+    n_in, widths, shape, depth = _network(args)
+    batch = _int(args, "batch-size", args.batch_size)
+    samples = _int(args, "samples", args.samples)
+    assert batch is not None
+    h = _hierarchy(args)
+    try:
+        coefs = resolve_coefficients(args.coefficients, h)
+    except ConfigurationError as e:
+        raise CLIError(f"--coefficients: {e}") from None
+    ws = mlp_working_sets(widths, n_in, batch, n_obs=samples)
+    advice = advise(ws, h, coefs, n_samples=samples, set_name=args.set_name)
+    if args.json:
+        print(json.dumps(advice.to_json(), indent=2))
+    else:
+        print(advice.text())
+    if args.plot is not None:
+        out = plot_ntp_curve(args.plot, h, coefs, n_in=n_in, n_out=widths[-1],
+                             shape=shape or "rectangle", depth=depth or len(widths), batch_size=batch,
+                             n_samples=samples, set_name=args.set_name,
+                             mark_ntp=None if (shape and args.size is None) else ws.ntp)
+        print(f"wrote plot to {out}", file=__import__("sys").stderr if args.json else __import__("sys").stdout)
+    return 0
+
+
+def ntp_curve(hierarchy: Any, coefficients: Any, *, n_in: int, n_out: int, shape: str, depth: int,
+              batch_size: int, n_samples: int | None, set_name: str = "b", points: int = 120,
+              lo_size: int = 2**6, hi_size: int = 2**27) -> dict[str, Any]:
+    """Predicted J/sample against NTP for one shape, and the NTP where ``b`` fills each cache."""
+    from wattwise.model.advise import footprints
+    from wattwise.model.energy import joules_per_sample, pass_features
+    from wattwise.model.shapes import network_widths
+    from wattwise.model.working_sets import mlp_working_sets
+
+    xs: list[int] = []
+    ys: list[float] = []
+    rs: list[dict[str, float]] = []
+    for i in range(points):
+        size = round(math.exp(math.log(lo_size) + (math.log(hi_size) - math.log(lo_size)) * i / (points - 1)))
+        ws = mlp_working_sets(network_widths(shape, depth, size, n_in, n_out), n_in, batch_size,
+                              n_obs=n_samples)
+        if xs and ws.ntp <= xs[-1]:
+            continue
+        xs.append(ws.ntp)
+        ys.append(joules_per_sample(pass_features(ws, hierarchy), coefficients, batch_size))
+        rs.append({lr.level: lr.ratio for lr in footprints(ws, hierarchy, set_name)})
+    bounds: dict[str, int] = {}
+    for j in range(1, len(xs)):
+        for level, r in rs[j].items():
+            if rs[j - 1][level] < 1.0 <= r and level not in bounds:
+                bounds[level] = xs[j]
+    return {"ntp": xs, "joules_per_sample": ys, "boundaries": bounds}
+
+
+def plot_ntp_curve(path: str, hierarchy: Any, coefficients: Any, *, n_in: int, n_out: int,
+                   shape: str, depth: int, batch_size: int, n_samples: int | None,
+                   mark_ntp: int | None = None, set_name: str = "b") -> str:
+    """Draw the curve of :func:`ntp_curve` with the cache boundaries to ``path`` (PNG)."""
+    from wattwise.cli.main import CLIError
+
+    try:
+        import matplotlib
+    except ImportError:
+        raise CLIError("--plot needs matplotlib (pip install 'wattwise[plot]')") from None
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    c = ntp_curve(hierarchy, coefficients, n_in=n_in, n_out=n_out, shape=shape, depth=depth,
+                  batch_size=batch_size, n_samples=n_samples, set_name=set_name)
+    fig, ax = plt.subplots(figsize=(7.5, 4.5), dpi=110)
+    ax.plot(c["ntp"], [y * 1e3 for y in c["joules_per_sample"]], color="tab:blue", lw=2,
+            label="predicted (estimate)")
+    colors = ["tab:green", "tab:orange", "tab:red", "tab:purple"]
+    for (level, x), col in zip(sorted(c["boundaries"].items(), key=lambda kv: kv[1]), colors):
+        ax.axvline(x, color=col, ls="--", lw=1.2, label=f"{set_name} fills {level}")
+        ax.axvspan(x, _double_point(c, level, hierarchy, n_in, n_out, shape, depth, batch_size,
+                                    n_samples, set_name) or x, color=col, alpha=0.12)
+    if mark_ntp is not None:
+        ax.axvline(mark_ntp, color="black", lw=1, label=f"this network (NTP {mark_ntp:,})")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("number of trainable parameters (NTP)")
+    ax.set_ylabel("predicted training energy per sample (mJ)")
+    ax.set_title(f"{shape}, depth {depth}, {n_in}->{n_out}, batch {batch_size} on "
+                 f"{hierarchy.name}\nBUTTER-E model estimate; shaded: {set_name} at 1x-2x of a "
+                 "cache level", fontsize=9)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8, loc="upper left")
+    fig.tight_layout()
+    try:
+        fig.savefig(path)
+    except OSError as e:
+        raise CLIError(f"--plot {path!r}: cannot write: {e.strerror or e}") from None
+    finally:
+        plt.close(fig)
+    return path
+
+
+def _double_point(c: dict[str, Any], level: str, hierarchy: Any, n_in: int, n_out: int, shape: str,
+                  depth: int, batch_size: int, n_samples: int | None, set_name: str) -> int | None:
+    from wattwise.model.advise import footprints
+    from wattwise.model.shapes import network_widths
+    from wattwise.model.working_sets import mlp_working_sets
+
+    for x in c["ntp"]:
+        if x < c["boundaries"][level]:
+            continue
+        ws = mlp_working_sets(network_widths(shape, depth, x, n_in, n_out), n_in, batch_size,
+                              n_obs=n_samples)
+        r = {lr.level: lr.ratio for lr in footprints(ws, hierarchy, set_name)}[level]
+        if r > 2.0:
+            return int(x)
+    return None
