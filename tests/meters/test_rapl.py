@@ -12,12 +12,11 @@ import time
 from pathlib import Path
 
 import pytest
+from meter_test_helpers import set_energy, write_zone
 
 import wattwise
 from wattwise.errors import ConfigurationError, MeterReadError, MeterUnavailableError
 from wattwise.meters.rapl import RaplMeter
-
-from meter_test_helpers import set_energy, write_zone
 
 HUGE = 3600.0  # poll interval that keeps the background thread out of deterministic tests
 
@@ -185,7 +184,7 @@ def test_permission_error_for_real_as_non_root(tmp_path: Path) -> None:
             "sys.exit(0)\n"
         )
         if os.geteuid() != 0:
-            proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+            proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
         else:
             # as root, chmod does not block reads: run the check as 'nobody' in a child
             proc = _run_as_nobody(code)
@@ -209,12 +208,12 @@ def _run_as_nobody(code: str) -> subprocess.CompletedProcess[str]:
             continue
         try:
             probe = subprocess.run([python, "-c", "import wattwise.meters.rapl"], user="nobody",
-                                   env=env, capture_output=True, text=True)
+                                   env=env, capture_output=True, text=True, check=False)
         except OSError:
             continue
         if probe.returncode == 0:
             return subprocess.run([python, "-c", code], user="nobody", env=env,
-                                  capture_output=True, text=True)
+                                  capture_output=True, text=True, check=False)
     pytest.skip("no Python interpreter that 'nobody' can run with wattwise importable")
 
 

@@ -59,7 +59,7 @@ def carbon_intensity_g_per_kwh(country_iso_code: str) -> float:
     _import_codecarbon()
     from codecarbon.input import DataSource
 
-    data = DataSource().get_global_energy_mix_data()
+    data = DataSource().get_global_energy_mix_data()  # type: ignore[no-untyped-call]
     code = country_iso_code.strip().upper()
     entry = data.get(code)
     if entry is None or entry.get("carbon_intensity") is None:
@@ -114,13 +114,13 @@ class CodeCarbonMeter(Meter):
         self._country = country_iso_code
         self.update_period_s = float(measure_power_secs)
         codecarbon = _import_codecarbon()
-        kwargs: dict[str, Any] = dict(
-            output_methods=[],  # no CSV, no API, no logger output
-            log_level="error",
-            measure_power_secs=float(measure_power_secs),
-            allow_multiple_runs=True,
-            tracking_mode="machine",
-        )
+        kwargs: dict[str, Any] = {
+            "output_methods": [],  # no CSV, no API, no logger output
+            "log_level": "error",
+            "measure_power_secs": float(measure_power_secs),
+            "allow_multiple_runs": True,
+            "tracking_mode": "machine",
+        }
         if country_iso_code is not None:
             kwargs["country_iso_code"] = country_iso_code
         self._lock = threading.Lock()
@@ -200,7 +200,7 @@ class CodeCarbonMeter(Meter):
             try:
                 self._tracker.stop_task(_TASK)
                 self._tracker.stop()
-            except Exception:  # closing never raises
+            except Exception:  # noqa: BLE001, S110 - closing never raises
                 pass
 
     def describe(self) -> dict[str, object]:
@@ -208,9 +208,11 @@ class CodeCarbonMeter(Meter):
         d = super().describe()
         d.update(self._info)
         d["notes"] = [
-            "ESTIMATE from codecarbon's offline tracker (no hardware energy counter read by "
-            "wattwise): CPU from a TDP table x CPU load or a constant, RAM from a per-DIMM "
-            "heuristic",
+            (
+                "ESTIMATE from codecarbon's offline tracker (no hardware energy counter read by "
+                "wattwise): CPU from a TDP table x CPU load or a constant, RAM from a per-DIMM "
+                "heuristic"
+            ),
             "node-wide: read on one process per node",
         ]
         return d

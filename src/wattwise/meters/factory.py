@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import os
 import warnings
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 from wattwise.errors import ConfigurationError, MeterUnavailableError, MeterWarning
 from wattwise.meters.base import Meter
 
-__all__ = ["open_meters", "METER_NAMES", "NODE_SCOPE_NAMES"]
+__all__ = ["METER_NAMES", "NODE_SCOPE_NAMES", "open_meters"]
 
 #: Names ``open_meters`` accepts (besides ``"auto"``).
 METER_NAMES: tuple[str, ...] = ("nvml", "rapl", "pyrapl", "codecarbon")

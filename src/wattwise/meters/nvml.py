@@ -15,15 +15,17 @@ loads another file (a specific driver's library, or a fake one in tests) by assi
 from __future__ import annotations
 
 import ctypes
+import itertools
 import os
 import statistics
 import threading
 import time
 import warnings
 import weakref
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from wattwise.errors import ConfigurationError, MeterReadError, MeterUnavailableError, MeterWarning
 from wattwise.meters.base import Meter, Reading
@@ -460,7 +462,7 @@ class NvmlMeter(Meter):
                 last = v
         if len(changes) < 3:
             return None
-        return float(statistics.median(b - a for a, b in zip(changes, changes[1:])))
+        return float(statistics.median(b - a for a, b in itertools.pairwise(changes)))
 
     def close(self) -> None:
         """Stop the sampling thread and shut NVML down (for this meter). Idempotent."""

@@ -18,13 +18,13 @@ import re
 import threading
 import time
 import weakref
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from wattwise.errors import ConfigurationError, MeterReadError, MeterUnavailableError
 from wattwise.meters.base import Meter, Reading
 
-__all__ = ["RaplMeter", "RAPL_PERMISSION_HELP"]
+__all__ = ["RAPL_PERMISSION_HELP", "RaplMeter"]
 
 _ZONE_RE = re.compile(r"^intel-rapl:(\d+)$")
 _SUBZONE_RE = re.compile(r"^intel-rapl:(\d+):(\d+)$")
@@ -68,7 +68,7 @@ def _pread_int(fd: int) -> int:
 class _Zone:
     """One counter: a held file descriptor plus its unwrapping state (guarded by the meter lock)."""
 
-    __slots__ = ("domain", "path", "fd", "max_range_uj", "last_uj", "total_uj", "wraps")
+    __slots__ = ("domain", "fd", "last_uj", "max_range_uj", "path", "total_uj", "wraps")
 
     def __init__(self, domain: str, path: Path, fd: int, max_range_uj: int, first_uj: int) -> None:
         self.domain = domain
@@ -376,8 +376,10 @@ class RaplMeter(Meter):
             poll_interval_s=self.poll_interval_s,
             notes=[
                 "node-wide counters: read them on one process per node",
-                "core/uncore subzones are inside package and not reported; "
-                "intel-rapl-mmio duplicates are ignored",
+                (
+                    "core/uncore subzones are inside package and not reported; "
+                    "intel-rapl-mmio duplicates are ignored"
+                ),
             ]
             + (["cpu:psys overlaps package and DRAM: do not add them"] if self._include_psys else []),
         )
