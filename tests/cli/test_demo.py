@@ -47,7 +47,7 @@ def test_demo_lightning_one_epoch(tmp_path: Path) -> None:
     stdout = proc.stdout
     assert f"tensorboard --logdir {out / 'tensorboard'}" in stdout
     assert f"wattwise report {out / 'summary.json'}" in stdout
-    assert "Sizing advice" in stdout
+    assert "sizing advice" in stdout and "=> This network" in stdout
     if summary["estimated"]:
         assert "ESTIMATES" in stdout
     # the summary feeds `wattwise report`
