@@ -1,0 +1,163 @@
+"""Overhead of wattwise's training callbacks (run by hand, not in CI).
+
+    python benchmarks/overhead.py --framework lightning [--rounds 5 --epochs 3 --batches 200]
+
+The same small-MLP training runs with no callback, with ``EnergyMonitor()`` (default), with
+step-level logging every step, with codecarbon's ``EmissionsTracker`` around ``fit`` and with
+Lightning's ``DeviceStatsMonitor``; configurations are interleaved round by round; the table
+gives the median time per training step of each and its ratio to no callback, plus the time
+spent inside EnergyMonitor's own hooks as a share of training time (end-to-end ratios on a noisy
+machine cannot resolve 1 %; the in-hook share can).
+
+``--framework keras|all`` dispatches to ``benchmarks/_overhead_keras.py`` when that file exists
+(it must define ``run(args) -> list[dict]`` with the same row keys as :func:`run_lightning`).
+The energy callbacks use a :class:`wattwise.testing.FakeMeter` by default (a counter read as cheap
+as RAPL's pread) so the numbers show wattwise's cost, not a meter's; ``--meters auto`` uses the
+real default meters of the machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import statistics
+import sys
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+
+def run_lightning(args: argparse.Namespace) -> list[dict[str, Any]]:
+    import logging
+
+    import lightning.pytorch as L
+    import torch
+
+    from wattwise.lightning import EnergyMonitor
+    from wattwise.testing import FakeMeter
+
+    logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
+    torch.set_num_threads(1)
+    n = args.batches * args.batch_size
+    g = torch.Generator().manual_seed(0)
+    ds = torch.utils.data.TensorDataset(torch.randn(n, 32, generator=g), torch.randint(0, 10, (n,), generator=g))
+
+    class MLP(L.LightningModule):
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = torch.nn.Sequential(torch.nn.Linear(32, 64), torch.nn.ReLU(), torch.nn.Linear(64, 10))
+
+        def training_step(self, batch: Any, batch_idx: int) -> Any:
+            x, y = batch
+            return torch.nn.functional.cross_entropy(self.net(x), y)
+
+        def configure_optimizers(self) -> Any:
+            return torch.optim.SGD(self.parameters(), lr=0.01)
+
+    class EpochTimer(L.Callback):
+        def __init__(self) -> None:
+            self.step_s: list[float] = []
+            self.train_s = 0.0
+
+        def on_train_epoch_start(self, *a: Any) -> None:
+            self.t0 = time.perf_counter()
+
+        def on_train_epoch_end(self, trainer: Any, *a: Any) -> None:
+            dt = time.perf_counter() - self.t0
+            self.train_s += dt
+            self.step_s.append(dt / args.batches)
+
+    def meters() -> Any:
+        return "auto" if args.meters == "auto" else [FakeMeter(("cpu:package-0",))]
+
+    def fit(config: str) -> tuple[list[float], float | None]:
+        timer = EpochTimer()
+        cbs: list[Any] = [timer]
+        mon = None
+        if config == "EnergyMonitor()":
+            mon = EnergyMonitor(meters=meters(), print_summary=False, advice=False)
+        elif config == "EnergyMonitor(log_every_n_steps=1)":
+            mon = EnergyMonitor(meters=meters(), log_every_n_steps=1, print_summary=False, advice=False)
+        elif config == "DeviceStatsMonitor":
+            cbs.append(L.callbacks.DeviceStatsMonitor())
+        if mon is not None:
+            cbs.append(mon)
+        trainer = L.Trainer(
+            max_epochs=args.epochs, accelerator="cpu", logger=L.loggers.CSVLogger(args.log_dir),
+            enable_progress_bar=False, enable_model_summary=False, enable_checkpointing=False,
+            callbacks=cbs, log_every_n_steps=50,
+        )
+        dl = torch.utils.data.DataLoader(ds, batch_size=args.batch_size)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            if config == "codecarbon EmissionsTracker":
+                from codecarbon import OfflineEmissionsTracker
+
+                tracker = OfflineEmissionsTracker(
+                    country_iso_code="USA", save_to_file=False, log_level="error")
+                tracker.start()
+                try:
+                    trainer.fit(MLP(), dl)
+                finally:
+                    tracker.stop()
+            else:
+                trainer.fit(MLP(), dl)
+        share = mon.hook_time_s / timer.train_s if mon is not None else None
+        return timer.step_s[1:] or timer.step_s, share  # first epoch is warm-up
+
+    configs = ["no callback", "EnergyMonitor()", "EnergyMonitor(log_every_n_steps=1)",
+               "codecarbon EmissionsTracker", "DeviceStatsMonitor"]
+    steps: dict[str, list[float]] = {c: [] for c in configs}
+    shares: dict[str, list[float]] = {c: [] for c in configs}
+    for r in range(args.rounds):
+        for c in (configs if r % 2 == 0 else configs[::-1]):  # interleaved, alternating order
+            s, share = fit(c)
+            steps[c] += s
+            if share is not None:
+                shares[c].append(share)
+    base = statistics.median(steps["no callback"])
+    rows = []
+    for c in configs:
+        med = statistics.median(steps[c])
+        rows.append({
+            "framework": "lightning", "config": c, "median_step_s": med, "ratio": med / base,
+            "hook_share": statistics.median(shares[c]) if shares[c] else None,
+        })
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description="overhead of wattwise callbacks")
+    p.add_argument("--framework", choices=["lightning", "keras", "all"], default="all")
+    p.add_argument("--rounds", type=int, default=5)
+    p.add_argument("--epochs", type=int, default=3, help="epochs per fit (the first is warm-up)")
+    p.add_argument("--batches", type=int, default=200, help="batches per epoch")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--meters", choices=["fake", "auto"], default="fake")
+    p.add_argument("--log-dir", default=str(Path("/tmp") / "wattwise_overhead_logs"))
+    args = p.parse_args(argv)
+    rows: list[dict[str, Any]] = []
+    if args.framework in ("lightning", "all"):
+        rows += run_lightning(args)
+    if args.framework in ("keras", "all"):
+        path = Path(__file__).with_name("_overhead_keras.py")
+        if path.exists():
+            spec = importlib.util.spec_from_file_location("_overhead_keras", path)
+            assert spec is not None and spec.loader is not None
+            mod = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(mod)
+            rows += mod.run(args)
+        elif args.framework == "keras":
+            print("benchmarks/_overhead_keras.py is not there yet", file=sys.stderr)
+            return 2
+    print(f"{'framework':10} {'configuration':38} {'median step':>12} {'ratio':>7} {'in-hook share':>14}")
+    for r in rows:
+        share = "-" if r["hook_share"] is None else f"{100 * r['hook_share']:.3f} %"
+        print(f"{r['framework']:10} {r['config']:38} {1e3 * r['median_step_s']:9.3f} ms "
+              f"{r['ratio']:7.3f} {share:>14}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
