@@ -44,7 +44,7 @@ from wattwise.meters.base import Meter
 if TYPE_CHECKING:
     from wattwise.tracker import EnergyTracker, PhaseRecord
 
-__all__ = ["EnergyMonitor", "METRIC_QUANTITIES"]
+__all__ = ["METRIC_QUANTITIES", "EnergyMonitor"]
 
 log = logging.getLogger("wattwise")
 

@@ -12,11 +12,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from _wattwise_lit import Api, loader, make_module, read_tensorboard
 
 from wattwise.errors import ConfigurationError
 from wattwise.testing import FakeMeter
-
-from _wattwise_lit import Api, loader, make_module, read_tensorboard
 
 torch = pytest.importorskip("torch")
 
@@ -276,9 +275,9 @@ def test_both_packages_get_their_own_callback_class() -> None:
     pytest.importorskip("pytorch_lightning")
     import lightning.pytorch as L
     import pytorch_lightning as PL
+    from wattwise.lightning.pl import EnergyMonitor as PLEnergyMonitor
 
     from wattwise.lightning import EnergyMonitor
-    from wattwise.lightning.pl import EnergyMonitor as PLEnergyMonitor
 
     assert issubclass(EnergyMonitor, L.Callback) and not issubclass(EnergyMonitor, PL.Callback)
     assert issubclass(PLEnergyMonitor, PL.Callback) and not issubclass(PLEnergyMonitor, L.Callback)
