@@ -19,6 +19,19 @@ from wattwise.errors import WattwiseError
 SUBCOMMANDS = ("demo", "probe", "advise", "report", "fit", "sweep")
 
 
+EPILOG = """\
+examples:
+  wattwise demo                          train a small MLP, print its energy and sizing advice
+  wattwise probe                         which energy counters this machine can read, and why not
+  wattwise report RUN.json --plot e.png  per-epoch tables, CSV and plots from run summaries
+  wattwise sweep --epochs 2              J/sample against network size and the cache boundaries
+  wattwise advise --widths 784,512,10    sizing advice for an MLP (energy-model estimates)
+  wattwise fit RUN.json ... --out c.json refit the energy model to your own runs
+
+Run `wattwise COMMAND --help` for each command's options and examples.
+"""
+
+
 class CLIError(Exception):
     """A user error: printed as one line ``wattwise <cmd>: error: ...``, exit code 2."""
 
@@ -27,6 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="wattwise",
         description="Energy per training sample and per epoch, and cache-aware sizing advice.",
+        epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     from wattwise import __version__
