@@ -1,0 +1,257 @@
+"""``wattwise fit``: refit the energy model's coefficients to your own measured runs.
+
+How a run becomes a fitting row (documented in docs/energy-model.md):
+
+* The run summary's ``advice`` (written by the callbacks) carries the per-batch model features
+  of one forward pass ``E_f``, one backward pass ``E_b`` and one evaluation forward pass
+  ``E_f'`` (12 entries each), computed on the hardware hierarchy stored next to them. A run
+  summary without ``advice`` (``wattwise sweep`` runs) is rebuilt from the ``sweep.json`` in
+  the same folder (widths, input width, batch size) on ``--hardware``.
+* ``totals.phases``: ``H_t`` = train batches over the run, ``H_e`` = validate + test batches.
+  The row is ``X = H_t·(E_f + E_b) + H_e·E_f'`` with the ``k_e`` entry 0, and the measured
+  energy is the sum of those phases' joules (time outside the phases - startup, checkpointing
+  - is not in the model). ``--whole-run`` instead fits ``totals.run.joules`` with ``k_e`` = 1.
+* Runs whose joules are unknown (null) are left out with a message; runs whose joules are
+  estimates (no hardware counter) are left out unless ``--allow-estimates``.
+* A BUTTER-style CSV (columns ``dataset, shape, depth, size, is_gpu`` and ``std_energy`` or
+  ``energy``; optional ``epochs``, default 3000) gives one row per line through
+  :func:`wattwise.model.butter_e.run_feature_row`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+EPILOG = """\
+examples:
+  wattwise fit runs/size-*.json --out coefficients.json
+  wattwise fit run1.json run2.json run3.json --hardware gpu --out my-gpu.json
+  wattwise fit runs_sample.csv --hardware gpu --out butter-gpu.json   # BUTTER-style CSV rows
+  wattwise fit runs/*.json --whole-run --json
+  wattwise advise --widths 784,512,10 --coefficients coefficients.json  # use the result
+
+Fit: minimise the sum of squared log(predicted/measured) with every coefficient >= 0, for one
+hardware kind (cpu or gpu) at a time. Coefficients whose features are all zero stay 0.
+"""
+
+
+def register(subparsers: Any) -> None:
+    """Add the ``fit`` subcommand."""
+    p = subparsers.add_parser(
+        "fit",
+        help="refit the energy model to your measured runs",
+        description="Refit the BUTTER-E energy model's 12 coefficients to measured runs (run "
+                    "summaries written by the callbacks or `wattwise sweep`, or BUTTER-style CSV).",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("runs", nargs="+", metavar="RUN.json|RUNS.csv", help="run summaries or CSV files")
+    p.add_argument("--hardware", default=None,
+                   help="cpu or gpu: which runs to fit (needed when the inputs mix both); for "
+                        "summaries without advice also the hierarchy: auto, cpu, gpu, "
+                        "butter-e-cpu, butter-e-gpu (default auto)")
+    p.add_argument("--out", default=None, metavar="FILE",
+                   help="write the coefficients JSON here (load with --coefficients / coefficients=)")
+    p.add_argument("--whole-run", action="store_true",
+                   help="fit the whole run's joules (incl. time outside phases) with k_e")
+    p.add_argument("--allow-estimates", action="store_true",
+                   help="also fit runs whose joules are estimates (not recommended)")
+    p.add_argument("--folds", default="5", help="cross-validation folds (default 5; 0 = off)")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.set_defaults(func=run)
+
+
+class _Skip(Exception):
+    pass
+
+
+def _phase(totals: dict[str, Any], name: str) -> dict[str, Any] | None:
+    rec = (totals.get("phases") or {}).get(name)
+    return rec if isinstance(rec, dict) else None
+
+
+def summary_row(summary: dict[str, Any], path: Path, hardware: str | None,
+                whole_run: bool = False) -> tuple[tuple[float, ...], float, str]:
+    """(features, measured joules, hardware kind) of one run summary; raises _Skip with why."""
+    from wattwise.model.energy import PassFeatures, pass_features
+
+    totals = summary.get("totals") or {}
+    train = _phase(totals, "train")
+    if not train or not train.get("batches"):
+        raise _Skip("no train batches in totals.phases.train")
+    evals = [r for r in (_phase(totals, "validate"), _phase(totals, "test")) if r]
+    h_t = float(train["batches"])
+    h_e = float(sum(r.get("batches") or 0 for r in evals))
+    advice = summary.get("advice")
+    if isinstance(advice, dict) and isinstance(advice.get("features"), dict):
+        feats = advice["features"]
+        f, b, t = (tuple(float(v) for v in feats[k]) for k in ("forward", "backward", "test_forward"))
+        kind = str((advice.get("hierarchy") or {}).get("kind"))
+    else:
+        ws, h = _from_sweep_index(summary, path, hardware)
+        pf: PassFeatures = pass_features(ws, h)
+        f, b, t = pf.forward, pf.backward, pf.test_forward
+        kind = h.kind
+    row = [h_t * (fi + bi) + h_e * ti for fi, bi, ti in zip(f, b, t)]
+    if whole_run:
+        run = totals.get("run") or {}
+        joules = run.get("joules")
+        row[0] = 1.0
+    else:
+        recs = [train] + evals
+        if any(r.get("joules") is None for r in recs):
+            raise _Skip("joules unknown (null) for a phase")
+        joules = sum(float(r["joules"]) for r in recs)
+        row[0] = 0.0
+    if joules is None or not float(joules) > 0:
+        raise _Skip(f"measured joules {joules!r} not > 0")
+    return tuple(row), float(joules), kind
+
+
+def _from_sweep_index(summary: dict[str, Any], path: Path, hardware: str | None) -> Any:
+    from wattwise.hardware import detect_hierarchy
+    from wattwise.model.working_sets import mlp_working_sets
+
+    index_path = path.parent / "sweep.json"
+    if not index_path.is_file():
+        raise _Skip("no sizing advice in the summary and no sweep.json next to it "
+                    "(train with advice=True so the callbacks store the model's working sets)")
+    index = json.loads(index_path.read_text(encoding="utf-8"))
+    point = next((p for p in index.get("points", []) if p.get("summary") == path.name), None)
+    if point is None:
+        raise _Skip(f"{path.name!r} is not listed in {index_path}")
+    epochs = max(1, int(summary.get("epochs_completed") or len(summary.get("epochs") or []) or 1))
+    train = _phase(summary.get("totals") or {}, "train") or {}
+    n_obs = int(round((train.get("samples") or 0) / epochs)) or None
+    ws = mlp_working_sets([int(w) for w in point["widths"]], int(index["n_in"]),
+                          int(index["batch_size"]), n_obs=n_obs)
+    h = detect_hierarchy(hardware or "auto")
+    return ws, h
+
+
+def csv_rows(path: Path) -> list[tuple[tuple[float, ...], float, str, str]]:
+    """(features, joules, kind, label) per line of a BUTTER-style CSV."""
+    from wattwise.cli.main import CLIError
+    from wattwise.errors import ConfigurationError
+    from wattwise.model.butter_e import run_feature_row
+
+    out = []
+    with open(path, newline="", encoding="utf-8") as f:
+        reader = csv.DictReader(f)
+        need = {"dataset", "shape", "depth", "size", "is_gpu"}
+        cols = set(reader.fieldnames or ())
+        if not need <= cols or not ({"std_energy", "energy"} & cols):
+            raise CLIError(f"{str(path)!r}: a BUTTER-style CSV needs columns "
+                           f"{sorted(need)} and std_energy or energy; found {sorted(cols)}")
+        col = "std_energy" if "std_energy" in cols else "energy"
+        for i, r in enumerate(reader, start=2):
+            gpu = str(r["is_gpu"]).strip().lower() in ("1", "true", "yes")
+            kind = "gpu" if gpu else "cpu"
+            try:
+                row = run_feature_row(r["dataset"], r["shape"], int(r["depth"]), int(r["size"]),
+                                      kind, int(r.get("epochs") or 3000))
+                out.append((row, float(r[col]), kind, f"{path.name}:{i}"))
+            except (ConfigurationError, ValueError) as e:
+                raise CLIError(f"{str(path)!r} line {i}: {e}") from None
+    return out
+
+
+def run(args: argparse.Namespace) -> int:
+    from wattwise.cli.main import CLIError
+    from wattwise.errors import ConfigurationError
+    from wattwise.model.coefficients import COEFFICIENT_NAMES
+    from wattwise.model.fit import cross_validate, fit_coefficients
+
+    if args.hardware not in (None, "auto", "cpu", "gpu", "butter-e-cpu", "butter-e-gpu"):
+        raise CLIError(f"--hardware {args.hardware!r}: expected cpu, gpu, auto, butter-e-cpu "
+                       "or butter-e-gpu")
+    try:
+        folds = int(args.folds)
+    except ValueError:
+        raise CLIError(f"--folds {args.folds!r}: expected an integer (0 = off)") from None
+    rows: list[tuple[tuple[float, ...], float, str, str]] = []
+    skipped: list[str] = []
+    for name in args.runs:
+        path = Path(name)
+        if not path.is_file():
+            raise CLIError(f"{name!r}: no such file")
+        if path.suffix.lower() == ".csv":
+            rows.extend(csv_rows(path))
+            continue
+        try:
+            summary = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise CLIError(f"{name!r}: not a JSON run summary ({e})") from None
+        if not isinstance(summary, dict) or "totals" not in summary:
+            raise CLIError(f"{name!r}: not a wattwise run summary (no 'totals')")
+        if summary.get("estimated") and not args.allow_estimates:
+            skipped.append(f"{name}: joules are estimates (no hardware counter); "
+                           "--allow-estimates to use anyway")
+            continue
+        try:
+            row, joules, kind = summary_row(summary, path, args.hardware, args.whole_run)
+        except _Skip as e:
+            skipped.append(f"{name}: {e}")
+            continue
+        except ConfigurationError as e:
+            raise CLIError(f"{name!r}: {e}") from None
+        rows.append((row, joules, kind, name))
+    for s in skipped:
+        print(f"wattwise fit: skipped {s}", file=sys.stderr)
+    kinds = sorted({r[2] for r in rows})
+    want = {"butter-e-cpu": "cpu", "butter-e-gpu": "gpu"}.get(args.hardware or "", args.hardware)
+    if want in ("cpu", "gpu"):
+        rows = [r for r in rows if r[2] == want]
+    elif len(kinds) > 1:
+        raise CLIError(f"the runs mix hardware kinds {kinds}; fit one at a time with "
+                       "--hardware cpu or --hardware gpu")
+    if not rows:
+        raise CLIError("no usable runs to fit" + (f" ({len(skipped)} skipped, see above)"
+                                                  if skipped else ""))
+    kind = rows[0][2]
+    X = [r[0] for r in rows]
+    E = [r[1] for r in rows]
+    try:
+        result = fit_coefficients(X, E, kind, source=f"wattwise fit on {len(rows)} run(s)")
+        cv = cross_validate(X, E, kind, folds=min(folds, len(rows))) \
+            if folds >= 2 and len(rows) >= 3 else None
+    except ImportError as e:
+        raise CLIError(f"fitting needs scipy (pip install 'wattwise[model]'): {e}") from None
+    except ConfigurationError as e:
+        raise CLIError(str(e)) from None
+    c = result.coefficients
+    if args.out:
+        from wattwise.sizing import save_coefficients
+
+        try:
+            save_coefficients(c, args.out)
+        except OSError as e:
+            raise CLIError(f"--out {args.out!r}: cannot write: {e.strerror or e}") from None
+    if args.json:
+        j = result.to_json()
+        j["cross_validated_mean_abs_error"] = cv
+        j["skipped"] = skipped
+        print(json.dumps(j, indent=2))
+        return 0
+    print(f"fitted {len(rows)} {kind.upper()} run(s); free coefficients: {', '.join(result.free)}")
+    if len(rows) < len(result.free):
+        print(f"WARNING: fewer runs ({len(rows)}) than free coefficients ({len(result.free)}): "
+              "the fit is underdetermined; measure more sizes (wattwise sweep)")
+    print(f"in-sample mean |pred/meas - 1|: {100 * result.mean_abs_error:.2f} %  "
+          f"(rms log ratio {result.rms_log_error:.4f})")
+    if cv is not None:
+        print(f"{min(folds, len(rows))}-fold cross-validated mean |pred/meas - 1|: {100 * cv:.2f} %")
+    units = {"k_e": "J/run", "k_p": "J/pass", "k_o": "J/GFLOP", "k_d": "J/layer/pass"}
+    for n, v in zip(COEFFICIENT_NAMES, c.values):
+        u = units.get(n, "J/access" if n.startswith("a") else "J/MiB")
+        print(f"  {n:4} = {v:.6g} {u}")
+    if args.out:
+        print(f"wrote {args.out} (use: wattwise advise ... --coefficients {args.out})")
+    return 0
+
+
