@@ -296,6 +296,26 @@ def _ranks() -> tuple[int, int]:
     return g, (local if local is not None else (0 if g == 0 else g))
 
 
+def _zeros_batch(model: Any, batch_size: int) -> Any:
+    """A batch of zeros shaped like the model's inputs (at most 8 rows), or None if unknown."""
+    import numpy as np
+
+    try:
+        inputs = model.inputs
+    except (AttributeError, ValueError):
+        return None
+    if not inputs:
+        return None
+    rows = max(1, min(int(batch_size), 8))
+    arrays = []
+    for t in inputs:
+        shape = tuple(t.shape)[1:]
+        if any(d is None for d in shape):
+            return None
+        arrays.append(np.zeros((rows, *shape), dtype=str(getattr(t, "dtype", "float32"))))
+    return arrays[0] if len(arrays) == 1 else arrays
+
+
 # ----------------------------------------------------------------------------------------------
 
 
@@ -809,10 +829,20 @@ class EnergyMonitor(keras.callbacks.Callback):  # type: ignore[misc]
             log.debug("EnergyMonitor: sizing check unavailable (%r)", e)
             return
         try:
+            batch = _zeros_batch(self.model, plan.batch_size)
+            if batch is None:
+                log.debug("EnergyMonitor: sizing check skipped: the model has no static inputs")
+                return
+            n_samples = None
+            if plan.epoch_samples is not None:
+                n_samples = plan.epoch_samples
+            elif plan.num_batches is not None:
+                n_samples = (plan.num_batches - 1) * plan.batch_size + plan.last_batch_size
             advice = check_keras_model(
                 self.model,
-                None,  # Keras gives callbacks no batch: the model's input shapes are used
+                batch,  # Keras gives callbacks no batch: zeros of the model's input shapes
                 batch_size=plan.batch_size,
+                n_samples=n_samples,
                 hardware=self._hardware,
                 coefficients=self._coefficients,
             )
