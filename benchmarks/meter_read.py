@@ -46,7 +46,9 @@ def median_us(fn: Callable[[], object], reads: int) -> float:
     return (statistics.median(samples) - statistics.median(t_empty)) / 1000.0
 
 
-def bench_rapl(root: Path, label: str, reads: int, rows: list[tuple[str, float, float | None]]) -> None:
+def bench_rapl(
+    root: Path, label: str, reads: int, rows: list[tuple[str, float, float | None]]
+) -> None:
     from wattwise.errors import MeterUnavailableError
     from wattwise.meters.rapl import RaplMeter
 
@@ -62,10 +64,14 @@ def bench_rapl(root: Path, label: str, reads: int, rows: list[tuple[str, float, 
             for fd in fds:
                 int(os.pread(fd, 32, 0))
 
-        rows.append((f"{label} ({len(fds)} zones)", median_us(meter.read, reads), median_us(raw, reads)))
+        rows.append(
+            (f"{label} ({len(fds)} zones)", median_us(meter.read, reads), median_us(raw, reads))
+        )
 
 
-def bench_nvml(lib: Path | None, label: str, reads: int, rows: list[tuple[str, float, float | None]]) -> None:
+def bench_nvml(
+    lib: Path | None, label: str, reads: int, rows: list[tuple[str, float, float | None]]
+) -> None:
     from wattwise.errors import MeterUnavailableError
     from wattwise.meters.nvml import NvmlMeter
 
@@ -84,7 +90,9 @@ def bench_nvml(lib: Path | None, label: str, reads: int, rows: list[tuple[str, f
             for h in handles:
                 get(h)
 
-        rows.append((f"{label} ({len(handles)} GPU)", median_us(meter.read, reads), median_us(raw, reads)))
+        rows.append(
+            (f"{label} ({len(handles)} GPU)", median_us(meter.read, reads), median_us(raw, reads))
+        )
 
 
 def main() -> None:
@@ -108,7 +116,9 @@ def main() -> None:
         gcc = shutil.which("gcc") or shutil.which("cc")
         if gcc:
             lib = tmp / "libfake-nvml.so"
-            subprocess.run([gcc, "-shared", "-fPIC", "-O2", "-o", str(lib), str(FAKE_NVML_SRC)], check=True)
+            subprocess.run(
+                [gcc, "-shared", "-fPIC", "-O2", "-o", str(lib), str(FAKE_NVML_SRC)], check=True
+            )
             state = tmp / "state.txt"
             state.write_text("count=1\ndev0.energy_mj=1000\n")
             os.environ["FAKE_NVML_STATE"] = str(state)
@@ -121,8 +131,10 @@ def main() -> None:
         fake = FakeMeter()
         rows.append(("FakeMeter", median_us(fake.read, args.reads), None))
 
-    print(f"# {platform.node()} {platform.processor() or platform.machine()}, Python "
-          f"{platform.python_version()}, {args.reads} reads per meter, median, µs")
+    print(
+        f"# {platform.node()} {platform.processor() or platform.machine()}, Python "
+        f"{platform.python_version()}, {args.reads} reads per meter, median, µs"
+    )
     print("| meter | read() µs | raw call µs | our overhead µs |")
     print("|---|---:|---:|---:|")
     for label, read_us, raw_us in rows:

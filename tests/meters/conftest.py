@@ -18,7 +18,9 @@ def intel_tree(tmp_path: Path) -> Path:
     """Two Intel packages with core/uncore/dram subzones, an mmio duplicate and psys."""
     root = tmp_path / "powercap"
     for pkg in (0, 1):
-        z = write_zone(root / f"intel-rapl:{pkg}", f"package-{pkg}", energy_uj=1_000_000 * (pkg + 1))
+        z = write_zone(
+            root / f"intel-rapl:{pkg}", f"package-{pkg}", energy_uj=1_000_000 * (pkg + 1)
+        )
         write_zone(z / f"intel-rapl:{pkg}:0", "core", energy_uj=500_000)
         write_zone(z / f"intel-rapl:{pkg}:1", "uncore", energy_uj=100_000)
         write_zone(z / f"intel-rapl:{pkg}:2", "dram", energy_uj=2_000_000, max_range_uj=65532610987)
@@ -38,8 +40,16 @@ def fake_nvml_libs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     for variant in ("A", "B"):
         lib = out / f"libfake-nvml-{variant}.so"
         subprocess.run(
-            [gcc, "-shared", "-fPIC", "-O2", f'-DFAKE_VARIANT="{variant}"', "-o", str(lib),
-             str(FAKE_NVML_SRC)],
+            [
+                gcc,
+                "-shared",
+                "-fPIC",
+                "-O2",
+                f'-DFAKE_VARIANT="{variant}"',
+                "-o",
+                str(lib),
+                str(FAKE_NVML_SRC),
+            ],
             check=True,
             capture_output=True,
         )

@@ -132,7 +132,9 @@ def test_named_meters_raise_and_pass_through(
         open_meters(["rapl", "nvml"], rapl_root=rapl_root, nvml_library_path=fake_nvml_libs["A"])
     nvml_state({})
     meters, unavailable = open_meters(
-        ["rapl", "nvml"], node_meters=False, rapl_root=tmp_path / "absent",
+        ["rapl", "nvml"],
+        node_meters=False,
+        rapl_root=tmp_path / "absent",
         nvml_library_path=fake_nvml_libs["A"],
     )
     try:
@@ -142,7 +144,9 @@ def test_named_meters_raise_and_pass_through(
 
 
 def test_bad_specs() -> None:
-    with pytest.raises(ConfigurationError, match="unknown meter 'nvidia'.*nvml, rapl, pyrapl, codecarbon"):
+    with pytest.raises(
+        ConfigurationError, match="unknown meter 'nvidia'.*nvml, rapl, pyrapl, codecarbon"
+    ):
         open_meters(["nvidia"])
     with pytest.raises(ConfigurationError, match="'auto' cannot be combined"):
         open_meters(["auto", "rapl"])
@@ -203,7 +207,9 @@ def test_pyrapl_unavailable_here_and_root_logger_untouched() -> None:
         "    print('OPENED')\n"
         "print('ROOT_HANDLERS', len(logging.getLogger().handlers))\n"
     )
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False)
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False
+    )
     assert "ROOT_HANDLERS 0" in proc.stdout, proc.stdout + proc.stderr
     if Path("/sys/class/powercap/intel-rapl").exists():
         pytest.skip("RAPL present: pyRAPL may open here")

@@ -54,6 +54,9 @@ def test_two_library_paths_in_one_process(fake_nvml_libs: Libs, nvml_state: Stat
         assert b.describe()["driver_version"] == "555.42-fakeB"
     with NvmlMeter(library_path=fake_nvml_libs["A"]) as a3:
         assert a3.describe()["devices"][0]["uuid"] == "GPU-fakeA-0"  # type: ignore[index]
+    import pynvml
+
+    assert pynvml.nvmlLib is None  # closed: pynvml is left as found, for other NVML users
 
 
 def test_default_library_absent_here_after_a_fake(fake_nvml_libs: Libs, nvml_state: State) -> None:
@@ -85,8 +88,13 @@ def test_driver_not_loaded(fake_nvml_libs: Libs, nvml_state: State) -> None:
 def test_cuda_visible_devices_indices_and_uuids(
     fake_nvml_libs: Libs, nvml_state: State, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    st: dict[str, object] = {"count": 3, "dev0.energy_mj": 0, "dev1.energy_mj": 0,
-                             "dev2.energy_mj": 0, "dev2.uuid": "GPU-3f1c2d"}
+    st: dict[str, object] = {
+        "count": 3,
+        "dev0.energy_mj": 0,
+        "dev1.energy_mj": 0,
+        "dev2.energy_mj": 0,
+        "dev2.uuid": "GPU-3f1c2d",
+    }
     nvml_state(st)
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2,0")
     with NvmlMeter(library_path=fake_nvml_libs["A"]) as m:
@@ -111,7 +119,11 @@ def test_cuda_visible_devices_indices_and_uuids(
 
 def test_parse_cuda_visible_devices_rules() -> None:
     uuids = ["GPU-aaaa", "GPU-abcd", "GPU-ffff"]
-    assert parse_cuda_visible_devices(None, uuids) == [("0", 0, None), ("1", 1, None), ("2", 2, None)]
+    assert parse_cuda_visible_devices(None, uuids) == [
+        ("0", 0, None),
+        ("1", 1, None),
+        ("2", 2, None),
+    ]
     assert [i for _, i, _ in parse_cuda_visible_devices("2, 0", uuids)] == [2, 0]
     assert [i for _, i, _ in parse_cuda_visible_devices("0,-1,1", uuids)] == [0]  # stops at -1
     assert [i for _, i, _ in parse_cuda_visible_devices("0,7,1", uuids)] == [0]  # and at unknown
@@ -127,9 +139,12 @@ def test_mig_reports_parent_board_once(
     fake_nvml_libs: Libs, nvml_state: State, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     st: dict[str, object] = {
-        "count": 2, "dev1.energy_mj": 100_000,
-        "mig0.uuid": "MIG-11111111-aaaa", "mig0.parent": 1,
-        "mig1.uuid": "MIG-22222222-bbbb", "mig1.parent": 1,
+        "count": 2,
+        "dev1.energy_mj": 100_000,
+        "mig0.uuid": "MIG-11111111-aaaa",
+        "mig0.parent": 1,
+        "mig1.uuid": "MIG-22222222-bbbb",
+        "mig1.parent": 1,
     }
     nvml_state(st)
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "MIG-11111111-aaaa,MIG-22222222-bbbb")
@@ -146,8 +161,12 @@ def test_mig_reports_parent_board_once(
 
 def test_no_counter_gpu_integrates_power(fake_nvml_libs: Libs, nvml_state: State) -> None:
     """Pre-Volta GPU: trapezoid integration of power, marked approximate."""
-    st: dict[str, object] = {"count": 2, "dev0.energy_mj": 0,
-                             "dev1.energy_error": NOT_SUPPORTED, "dev1.power_mw": 100_000}
+    st: dict[str, object] = {
+        "count": 2,
+        "dev0.energy_mj": 0,
+        "dev1.energy_error": NOT_SUPPORTED,
+        "dev1.power_mw": 100_000,
+    }
     nvml_state(st)
     with NvmlMeter(library_path=fake_nvml_libs["A"], power_sample_interval_s=HUGE) as m:
         assert m.domains == ("gpu:0", "gpu:1")

@@ -184,7 +184,9 @@ def test_permission_error_for_real_as_non_root(tmp_path: Path) -> None:
             "sys.exit(0)\n"
         )
         if os.geteuid() != 0:
-            proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+            proc = subprocess.run(
+                [sys.executable, "-c", code], capture_output=True, text=True, check=False
+            )
         else:
             # as root, chmod does not block reads: run the check as 'nobody' in a child
             proc = _run_as_nobody(code)
@@ -207,13 +209,25 @@ def _run_as_nobody(code: str) -> subprocess.CompletedProcess[str]:
         if not python:
             continue
         try:
-            probe = subprocess.run([python, "-c", "import wattwise.meters.rapl"], user="nobody",
-                                   env=env, capture_output=True, text=True, check=False)
+            probe = subprocess.run(
+                [python, "-c", "import wattwise.meters.rapl"],
+                user="nobody",
+                env=env,
+                capture_output=True,
+                text=True,
+                check=False,
+            )
         except OSError:
             continue
         if probe.returncode == 0:
-            return subprocess.run([python, "-c", code], user="nobody", env=env,
-                                  capture_output=True, text=True, check=False)
+            return subprocess.run(
+                [python, "-c", code],
+                user="nobody",
+                env=env,
+                capture_output=True,
+                text=True,
+                check=False,
+            )
     pytest.skip("no Python interpreter that 'nobody' can run with wattwise importable")
 
 

@@ -27,8 +27,7 @@ def _import_codecarbon() -> Any:
         import codecarbon
     except ImportError as e:
         raise MeterUnavailableError(
-            "CodeCarbonMeter: codecarbon is not installed. "
-            "Fix: pip install 'wattwise[codecarbon]'."
+            "CodeCarbonMeter: codecarbon is not installed. Fix: pip install 'wattwise[codecarbon]'."
         ) from e
     logging.getLogger("codecarbon").setLevel(logging.ERROR)  # it resets to INFO at import
     return codecarbon
@@ -98,7 +97,9 @@ class CodeCarbonMeter(Meter):
     scope = "node"
     estimated = True
 
-    def __init__(self, country_iso_code: str | None = None, *, measure_power_secs: float = 1.0) -> None:
+    def __init__(
+        self, country_iso_code: str | None = None, *, measure_power_secs: float = 1.0
+    ) -> None:
         if (
             isinstance(measure_power_secs, bool)
             or not isinstance(measure_power_secs, (int, float))
@@ -145,8 +146,8 @@ class CodeCarbonMeter(Meter):
             "country_iso_code": getattr(first, "country_iso_code", None),
             "codecarbon_version": getattr(first, "codecarbon_version", None),
         }
-        self._domains = ("cpu:estimated",) + (("gpu:estimated",) if self._gpu else ()) + (
-            "ram:estimated",
+        self._domains = (
+            ("cpu:estimated",) + (("gpu:estimated",) if self._gpu else ()) + ("ram:estimated",)
         )
 
     def _cycle(self) -> Any:

@@ -82,7 +82,9 @@ def open_meters(
         (['rapl'], {'nvml': 'NvmlMeter(...): no NVML library ...'})
     """
     if not isinstance(node_meters, bool):
-        raise ConfigurationError(f"open_meters(node_meters={node_meters!r}): expected True or False.")
+        raise ConfigurationError(
+            f"open_meters(node_meters={node_meters!r}): expected True or False."
+        )
     if isinstance(spec, str) and spec != "auto":
         spec = [spec]
     if spec == "auto":

@@ -107,7 +107,7 @@ def _acquire(library_path: str | None) -> Any:
 
 
 def _release(pynvml: Any) -> None:
-    global _open_count
+    global _lib_path, _open_count
     with _LIB_LOCK:
         if _open_count <= 0:
             return
@@ -116,6 +116,13 @@ def _release(pynvml: Any) -> None:
             pynvml.nvmlShutdown()
         except pynvml.NVMLError:
             pass
+        others = getattr(pynvml, "_nvmlLib_refcount", 0)
+        if _open_count == 0 and _lib_path is not None and others == 0:
+            # leave pynvml as we found it: other code gets the default library again
+            with pynvml.libLoadLock:
+                pynvml.nvmlLib = None
+                pynvml._nvmlGetFunctionPointer_cache.clear()
+            _lib_path = None
 
 
 def parse_cuda_visible_devices(
@@ -151,7 +158,7 @@ def parse_cuda_visible_devices(
         elif tok.startswith("MIG-"):
             parent: str | None = None
             if tok.startswith("MIG-GPU-"):  # old format MIG-GPU-<uuid>/<gi>/<ci>
-                parent = tok[len("MIG-"):].split("/")[0]
+                parent = tok[len("MIG-") :].split("/")[0]
             elif resolve_mig is not None:
                 parent = resolve_mig(tok)
             if parent:
@@ -189,7 +196,9 @@ def _stop_and_release(stop: threading.Event, pynvml: Any, released: list[bool]) 
         _release(pynvml)
 
 
-def _sample_loop(ref: weakref.ReferenceType[NvmlMeter], stop: threading.Event, interval_s: float) -> None:
+def _sample_loop(
+    ref: weakref.ReferenceType[NvmlMeter], stop: threading.Event, interval_s: float
+) -> None:
     while not stop.wait(interval_s):
         meter = ref()
         if meter is None:
@@ -309,7 +318,9 @@ class NvmlMeter(Meter):
             uuids = [str(nv.nvmlDeviceGetUUID(h)) for h in handles]
             names = [str(nv.nvmlDeviceGetName(h)) for h in handles]
         except nv.NVMLError as e:
-            raise self._unavailable(f"cannot list GPUs: {e}. Fix: check that nvidia-smi works.") from e
+            raise self._unavailable(
+                f"cannot list GPUs: {e}. Fix: check that nvidia-smi works."
+            ) from e
 
         def resolve_mig(mig_uuid: str) -> str | None:
             try:
@@ -340,7 +351,10 @@ class NvmlMeter(Meter):
             b = boards.get(idx)
             if b is None:
                 b = boards[idx] = _Board(
-                    domain=f"gpu:{li}", nvml_index=idx, handle=handles[idx], uuid=uuids[idx],
+                    domain=f"gpu:{li}",
+                    nvml_index=idx,
+                    handle=handles[idx],
+                    uuid=uuids[idx],
                     name=names[idx],
                 )
             b.logical.append(li)
@@ -424,7 +438,8 @@ class NvmlMeter(Meter):
         try:
             for b in self._boards:
                 if not b.approximate:
-                    joules[b.domain] = (nv.nvmlDeviceGetTotalEnergyConsumption(b.handle) - b.base_mj) / 1000.0
+                    energy_mj = nv.nvmlDeviceGetTotalEnergyConsumption(b.handle)
+                    joules[b.domain] = (energy_mj - b.base_mj) / 1000.0
         except nv.NVMLError as e:
             raise MeterReadError(f"NvmlMeter: energy reading of {b.domain} failed: {e}") from e
         t = time.monotonic()

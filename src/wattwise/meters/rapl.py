@@ -40,8 +40,8 @@ RAPL_PERMISSION_HELP = (
     "Since CVE-2020-8694 (Platypus, fixed in Linux 5.10 and backported) the RAPL "
     "energy_uj files are readable by root only (the name files stay world-readable). "
     "Fix: grant a group read access with a udev rule, e.g. "
-    "'SUBSYSTEM==\"powercap\", ACTION==\"add\", RUN+=\"/bin/chgrp -R power /sys%p\", "
-    "RUN+=\"/bin/chmod -R g+r /sys%p\"' in /etc/udev/rules.d/99-rapl.rules, or a sysfsutils "
+    '\'SUBSYSTEM=="powercap", ACTION=="add", RUN+="/bin/chgrp -R power /sys%p", '
+    'RUN+="/bin/chmod -R g+r /sys%p"\' in /etc/udev/rules.d/99-rapl.rules, or a sysfsutils '
     "entry 'mode class/powercap/intel-rapl:0/energy_uj = 0440' in /etc/sysfs.conf; "
     "or run as root (in a container: mount /sys/class/powercap read-only and run as root "
     "inside). See docs/meters.md."
@@ -98,7 +98,9 @@ def _close_fds(fds: list[int], stop: threading.Event) -> None:
     fds.clear()
 
 
-def _poll_loop(ref: weakref.ReferenceType[RaplMeter], stop: threading.Event, interval_s: float) -> None:
+def _poll_loop(
+    ref: weakref.ReferenceType[RaplMeter], stop: threading.Event, interval_s: float
+) -> None:
     while not stop.wait(interval_s):
         meter = ref()
         if meter is None:
@@ -381,7 +383,11 @@ class RaplMeter(Meter):
                     "intel-rapl-mmio duplicates are ignored"
                 ),
             ]
-            + (["cpu:psys overlaps package and DRAM: do not add them"] if self._include_psys else []),
+            + (
+                ["cpu:psys overlaps package and DRAM: do not add them"]
+                if self._include_psys
+                else []
+            ),
         )
         return d
 
