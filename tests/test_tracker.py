@@ -384,6 +384,15 @@ def test_approximate_domains_are_noted() -> None:
     s = started(m).finish()
     assert s["approximate_domains"] == ["gpu:1"]
 
+    class ReadingOnly(FakeMeter):  # a meter that marks approximation only in its readings
+        def describe(self) -> dict[str, object]:
+            d = super().describe()
+            d.pop("approximate_domains", None)
+            return d
+
+    s = started(ReadingOnly(("gpu:0",), approximate_domains=("gpu:0",))).finish()
+    assert s["approximate_domains"] == ["gpu:0"]
+
 
 # idle baseline and CO2 -----------------------------------------------------------------------
 def test_idle_baseline_and_active_joules() -> None:

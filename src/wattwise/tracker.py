@@ -383,6 +383,7 @@ class EnergyTracker:
         self._info_by_meter: dict[int, dict[str, Any]] = {}
         self._unavailable: dict[str, str] = {}
         self._domain_meter: dict[str, Meter] = {}
+        self._approx: set[str] = set()  # domains read as power x time (no energy counter)
         self._prev: dict[str, float] = {}
         self._prev_t = 0.0
         self._estimate_mode = False
@@ -706,6 +707,8 @@ class EnergyTracker:
             r = self._safe_read(m)
             if r is None:
                 continue
+            if r.approximate_domains:
+                self._approx.update(r.approximate_domains)
             deltas: list[tuple[str, float, float]] = []
             for d, j in r.joules.items():
                 p = prev.get(d)
@@ -890,7 +893,9 @@ class EnergyTracker:
 
         totals = self.totals()
         other = totals.pop("other")
-        approx = sorted({d for m in self._meter_info for d in m.get("approximate_domains", [])})
+        approx = sorted(
+            self._approx | {d for m in self._meter_info for d in m.get("approximate_domains", [])}
+        )
         return {
             "schema_version": SCHEMA_VERSION,
             "wattwise_version": __version__,
