@@ -16,21 +16,22 @@ from __future__ import annotations
 import os
 import re
 import warnings
+from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from wattwise.errors import ConfigurationError, WattwiseWarning
-from wattwise.model.hierarchy import GiB, KiB, MiB, PRESETS, Hierarchy, MemoryLevel
+from wattwise.model.hierarchy import PRESETS, GiB, Hierarchy, KiB, MemoryLevel, MiB
 
 __all__ = [
-    "HARDWARE_CHOICES",
     "GPU_L1_PER_SM_KIB",
-    "detect_hierarchy",
+    "HARDWARE_CHOICES",
+    "apply_overrides",
     "cpu_hierarchy",
+    "detect_hierarchy",
     "gpu_hierarchy",
     "parse_size",
-    "apply_overrides",
 ]
 
 HARDWARE_CHOICES: tuple[str, ...] = ("auto", "cpu", "gpu", "butter-e-cpu", "butter-e-gpu")
@@ -118,10 +119,10 @@ def cpu_hierarchy(
             "hardware='butter-e-cpu' or explicit cache sizes (--cache L1=32K ...)"
         )
     levels = []
-    for lvl in sorted(groups):
-        sizes = groups[lvl]
+    for level in sorted(groups):
+        sizes = groups[level]
         levels.append(MemoryLevel(
-            f"L{lvl}", max(sizes.values()), len(sizes), min(lvl, 3), True, True,
+            f"L{level}", max(sizes.values()), len(sizes), min(level, 3), True, True,
             f"sysfs: {len(sizes)} distinct shared_cpu_list group(s)",
         ))
     notes = [f"CPU caches detected from sysfs ({len(cpus)} CPU(s)): "

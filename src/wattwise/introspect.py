@@ -11,13 +11,14 @@ torch and keras are imported inside the functions only.
 
 from __future__ import annotations
 
+import itertools
 import math
 from typing import Any
 
 from wattwise.errors import ConfigurationError
 from wattwise.model.working_sets import WorkingSets, layer_working_sets, mlp_working_sets
 
-__all__ = ["first_input", "torch_working_sets", "keras_working_sets"]
+__all__ = ["first_input", "keras_working_sets", "torch_working_sets"]
 
 _TORCH_ELEMENTWISE = (
     "ReLU", "ReLU6", "LeakyReLU", "PReLU", "ELU", "SELU", "CELU", "GELU", "SiLU", "Mish",
@@ -132,7 +133,7 @@ def torch_working_sets(
     linears = [m for m, _, _ in records if isinstance(m, linear_types)]
     dense_only = bool(linears) and all(
         isinstance(m, linear_types) or type(m).__name__ in _TORCH_ELEMENTWISE for m, _, _ in records
-    ) and all(a.out_features == b.in_features for a, b in zip(linears, linears[1:])) and \
+    ) and all(a.out_features == b.in_features for a, b in itertools.pairwise(linears)) and \
         len(set(map(id, linears))) == len(linears) and \
         sum(sum(p.numel() for p in m.parameters()) for m in linears) == n_params
     if dense_only:
@@ -179,8 +180,9 @@ def keras_working_sets(
 
     Args: as :func:`torch_working_sets`.
     """
-    import keras
     import numpy as np
+
+    import keras
 
     if not isinstance(model, keras.Model):
         raise ConfigurationError(
@@ -201,7 +203,7 @@ def keras_working_sets(
     dense_only = bool(dense) and all(
         isinstance(l, keras.layers.Dense) or type(l).__name__ in _KERAS_PASSIVE for l in layers
     ) and len(shape) == 2 and all(
-        int(a.units) == int(b.kernel.shape[0]) for a, b in zip(dense, dense[1:])
+        int(a.units) == int(b.kernel.shape[0]) for a, b in itertools.pairwise(dense)
     ) and sum(int(np.prod(w.shape)) for l in dense for w in l.trainable_weights) == n_params \
         and all(l.use_bias for l in dense)
     if dense_only:
@@ -220,14 +222,14 @@ def keras_working_sets(
         try:
             probe = keras.Model(model.inputs, [l.output for l in layers])
             outs = probe(x, training=False)
-        except Exception as e:  # noqa: BLE001 - subclassed models have no symbolic graph
+        except Exception as e:
             raise ConfigurationError(
                 f"keras model {model.name!r}: cannot read per-layer activations ({e}); "
                 "use a Sequential or functional model"
             ) from e
         outs = outs if isinstance(outs, (list, tuple)) else [outs]
         for l, out in zip(layers, outs):
-            ins = l.input if not isinstance(l.input, (list, tuple)) else l.input
+            ins = l.input
             in_ps = sum(int(math.prod(d for d in t.shape[1:] if d)) for t in
                         (ins if isinstance(ins, (list, tuple)) else [ins]))
             records.append((l, in_ps * n_batch, int(np.prod(np.shape(out)))))

@@ -14,8 +14,9 @@ from __future__ import annotations
 import json
 import os
 import warnings
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from wattwise.errors import ConfigurationError, WattwiseWarning
 from wattwise.hardware import detect_hierarchy
@@ -24,11 +25,11 @@ from wattwise.model.coefficients import Coefficients, preset
 from wattwise.model.hierarchy import Hierarchy
 
 __all__ = [
-    "check_torch_model",
     "check_keras_model",
+    "check_torch_model",
     "check_working_sets",
-    "resolve_coefficients",
     "load_coefficients",
+    "resolve_coefficients",
     "save_coefficients",
 ]
 

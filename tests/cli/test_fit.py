@@ -10,12 +10,12 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from wattwise.cli.main import main  # noqa: E402
-from wattwise.model.coefficients import preset  # noqa: E402
-from wattwise.model.energy import predict  # noqa: E402
-from wattwise.sizing import check_torch_model, load_coefficients  # noqa: E402
-from wattwise.testing import FakeMeter  # noqa: E402
-from wattwise.tracker import EnergyTracker  # noqa: E402
+from wattwise.cli.main import main
+from wattwise.model.coefficients import preset
+from wattwise.model.energy import predict
+from wattwise.sizing import check_torch_model, load_coefficients
+from wattwise.testing import FakeMeter
+from wattwise.tracker import EnergyTracker
 
 SHARED = Path(os.environ.get("WATTWISE_SHARED") or Path(__file__).resolve().parents[2] / ".." / "shared")
 

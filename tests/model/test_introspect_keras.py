@@ -9,9 +9,9 @@ pytestmark = pytest.mark.keras
 
 keras = pytest.importorskip("keras")
 
-from wattwise.introspect import keras_working_sets  # noqa: E402
-from wattwise.model.working_sets import mlp_working_sets  # noqa: E402
-from wattwise.sizing import check_keras_model  # noqa: E402
+from wattwise.introspect import keras_working_sets
+from wattwise.model.working_sets import mlp_working_sets
+from wattwise.sizing import check_keras_model
 
 
 def test_dense_only_keras_model_equals_mlp_working_sets():

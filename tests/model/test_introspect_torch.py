@@ -8,11 +8,11 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from wattwise.errors import ConfigurationError  # noqa: E402
-from wattwise.introspect import torch_working_sets  # noqa: E402
-from wattwise.model.working_sets import mlp_working_sets  # noqa: E402
-from wattwise.sizing import check_torch_model, load_coefficients, save_coefficients  # noqa: E402
-from wattwise.model.coefficients import preset  # noqa: E402
+from wattwise.errors import ConfigurationError
+from wattwise.introspect import torch_working_sets
+from wattwise.model.coefficients import preset
+from wattwise.model.working_sets import mlp_working_sets
+from wattwise.sizing import check_torch_model, load_coefficients, save_coefficients
 
 
 def _mlp():

@@ -127,7 +127,7 @@ def _from_sweep_index(summary: dict[str, Any], path: Path, hardware: str | None)
         raise _Skip(f"{path.name!r} is not listed in {index_path}")
     epochs = max(1, int(summary.get("epochs_completed") or len(summary.get("epochs") or []) or 1))
     train = _phase(summary.get("totals") or {}, "train") or {}
-    n_obs = int(round((train.get("samples") or 0) / epochs)) or None
+    n_obs = round((train.get("samples") or 0) / epochs) or None
     ws = mlp_working_sets([int(w) for w in point["widths"]], int(index["n_in"]),
                           int(index["batch_size"]), n_obs=n_obs)
     h = detect_hierarchy(hardware or "auto")

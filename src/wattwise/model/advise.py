@@ -36,8 +36,13 @@ from wattwise.model.hierarchy import Hierarchy, _fmt_bytes
 from wattwise.model.working_sets import WorkingSet, WorkingSets, mlp_working_sets
 
 __all__ = [
-    "LevelRatio", "ResizeOption", "Advice", "advise", "advice_from_widths", "scale_working_sets",
+    "Advice",
+    "LevelRatio",
+    "ResizeOption",
+    "advice_from_widths",
+    "advise",
     "footprints",
+    "scale_working_sets",
 ]
 
 FITTED_ON_MLPS = (
@@ -260,7 +265,7 @@ def scale_working_sets(ws: WorkingSets, scale: float) -> WorkingSets:
     ``scale²``, activations by ``scale``.
     """
     if ws.widths is not None and ws.n_in is not None:
-        widths = [max(1, int(round(w * scale))) for w in ws.widths[:-1]] + [ws.widths[-1]]
+        widths = [max(1, round(w * scale)) for w in ws.widths[:-1]] + [ws.widths[-1]]
         new = mlp_working_sets(widths, ws.n_in, ws.batch_size, element_bytes=ws.element_bytes)
         opt_factor = ws.backward.replicated_bytes / max(2 * ws.element_bytes * ws.ntp, 1)
         b = WorkingSet("b", new.backward.replicated_bytes * opt_factor, new.backward.distributed_bytes)
@@ -276,7 +281,7 @@ def scale_working_sets(ws: WorkingSets, scale: float) -> WorkingSets:
         backward=WorkingSet("b", ws.backward.replicated_bytes * s2, ws.backward.distributed_bytes * scale),
         ops_forward=ws.ops_forward * s2,
         ops_backward=ws.ops_backward * s2,
-        ntp=max(1, int(round(ws.ntp * s2))),
+        ntp=max(1, round(ws.ntp * s2)),
     )
 
 
@@ -367,8 +372,8 @@ def advise(
     if ws.source != "mlp" and FITTED_ON_MLPS not in all_notes:
         all_notes += (FITTED_ON_MLPS,)
     if ws.dataset is None:
-        all_notes += ("dataset size unknown: the dataset working set d is left out of the "
-                      "prediction (pass n_samples to include it)",)
+        all_notes += (("dataset size unknown: the dataset working set d is left out of the "
+                       "prediction (pass n_samples to include it)"),)
     return Advice(far, set_name, (float(band[0]), float(band[1])), levels, tuple(opts), ws,
                   hierarchy, pf, coefficients,
                   joules_per_sample(pf, coefficients, ws.batch_size), n_samples, all_notes)

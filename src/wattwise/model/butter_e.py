@@ -20,8 +20,16 @@ from wattwise.model.hierarchy import BUTTER_E_CPU, BUTTER_E_GPU, Hierarchy
 from wattwise.model.shapes import network_widths
 from wattwise.model.working_sets import WorkingSets, mlp_working_sets
 
-__all__ = ["DATASETS", "BATCH_SIZE", "network_widths", "dataset_facts", "run_working_sets",
-           "run_feature_row", "predict_run", "hierarchy_for"]
+__all__ = [
+    "BATCH_SIZE",
+    "DATASETS",
+    "dataset_facts",
+    "hierarchy_for",
+    "network_widths",
+    "predict_run",
+    "run_feature_row",
+    "run_working_sets",
+]
 
 BATCH_SIZE = 256
 """BUTTER-E trained every network with batch size 256 (and Adam, 3000 epochs, 80/20 split)."""

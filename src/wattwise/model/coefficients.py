@@ -19,12 +19,14 @@ Example:
 
 from __future__ import annotations
 
+import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from wattwise.errors import ConfigurationError
 
-__all__ = ["COEFFICIENT_NAMES", "Coefficients", "preset", "TABLE4_PRINTED", "FORMAT"]
+__all__ = ["COEFFICIENT_NAMES", "FORMAT", "TABLE4_PRINTED", "Coefficients", "preset"]
 
 COEFFICIENT_NAMES: tuple[str, ...] = (
     "k_e", "k_p", "k_o", "k_d", "a1", "a2", "a3", "a4", "m1", "m2", "m3", "m4",
@@ -62,7 +64,7 @@ class Coefficients:
             raise ConfigurationError(
                 f"Coefficients(values=...) needs 12 values {COEFFICIENT_NAMES}, got {len(vals)}"
             )
-        if any(v < 0 or v != v for v in vals):
+        if any(v < 0 or not math.isfinite(v) for v in vals):
             raise ConfigurationError(
                 f"Coefficients(values={vals!r}) must all be finite and >= 0"
             )

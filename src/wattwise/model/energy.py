@@ -18,8 +18,9 @@ Example:
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from wattwise.errors import ConfigurationError
 from wattwise.model.coefficients import COEFFICIENT_NAMES, Coefficients
@@ -28,13 +29,13 @@ from wattwise.model.working_sets import WorkingSets
 
 __all__ = [
     "ModelOptions",
-    "Placements",
     "PassFeatures",
-    "place_working_sets",
-    "pass_features",
-    "run_features",
-    "predict",
+    "Placements",
     "joules_per_sample",
+    "pass_features",
+    "place_working_sets",
+    "predict",
+    "run_features",
 ]
 
 MiB = 1024.0**2

@@ -15,13 +15,14 @@ Example:
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 from wattwise.errors import ConfigurationError
 from wattwise.model.coefficients import COEFFICIENT_NAMES, Coefficients
 
-__all__ = ["FitResult", "fit_coefficients", "cross_validate", "mean_abs_error"]
+__all__ = ["FitResult", "cross_validate", "fit_coefficients", "mean_abs_error"]
 
 
 @dataclass(frozen=True)

@@ -14,22 +14,23 @@ Example:
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from wattwise.errors import ConfigurationError
 
 __all__ = [
-    "MemoryLevel",
-    "Hierarchy",
-    "Placement",
-    "place",
     "BUTTER_E_CPU",
     "BUTTER_E_GPU",
     "PRESETS",
-    "KiB",
-    "MiB",
     "GiB",
+    "Hierarchy",
+    "KiB",
+    "MemoryLevel",
+    "MiB",
+    "Placement",
+    "place",
 ]
 
 KiB = 1024
@@ -303,8 +304,8 @@ BUTTER_E_GPU = Hierarchy(
         MemoryLevel("L2", 6 * MiB, 2, 2, source="BUTTER-E GPU node"),
         MemoryLevel("VRAM", 16 * GiB, 2, 4, is_cache=False, source="BUTTER-E GPU node"),
     ),
-    notes=("preset: the paper's GPU node (2x NVIDIA V100) as its analysis code had it; "
-           "VRAM is charged the RAM coefficients a4, m4",),
+    notes=(("preset: the paper's GPU node (2x NVIDIA V100) as its analysis code had it; "
+            "VRAM is charged the RAM coefficients a4, m4"),),
 )
 """The BUTTER-E GPU node as the authors' analysis code had it."""
 

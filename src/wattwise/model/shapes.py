@@ -12,11 +12,11 @@ Example:
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 from wattwise.errors import ConfigurationError
 
-__all__ = ["SHAPES", "ntp", "shape_widths", "network_widths", "size_error"]
+__all__ = ["SHAPES", "network_widths", "ntp", "shape_widths", "size_error"]
 
 SHAPES: tuple[str, ...] = (
     "rectangle",
@@ -78,12 +78,12 @@ def shape_widths(shape: str, depth: int, w0: int, n_out: int) -> list[int]:
         return [int(w0)] * (depth - 1) + [int(n_out)]
     if shape == "trapezoid":
         beta = (w0 - n_out) / (depth - 1)
-        return [int(round(w0 - beta * k)) for k in range(depth)]
+        return [round(w0 - beta * k) for k in range(depth)]
     if shape == "exponential":
         beta = math.exp(math.log(n_out / w0) / (depth - 1))
-        return [max(int(n_out), int(round(w0 * beta**k))) for k in range(depth)]
+        return [max(int(n_out), round(w0 * beta**k)) for k in range(depth)]
     m = int(shape[len("wide_first_") : -1])
-    return [int(w0)] + [max(1, int(round(w0 / m)))] * (depth - 2) + [int(n_out)]
+    return [int(w0)] + [max(1, round(w0 / m))] * (depth - 2) + [int(n_out)]
 
 
 def network_widths(shape: str, depth: int, size: int, n_in: int, n_out: int) -> list[int]:

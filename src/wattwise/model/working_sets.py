@@ -11,13 +11,15 @@ Example:
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from wattwise.errors import ConfigurationError
 from wattwise.model.shapes import ntp as _ntp
 
-__all__ = ["WorkingSet", "WorkingSets", "mlp_working_sets", "layer_working_sets"]
+__all__ = ["WorkingSet", "WorkingSets", "layer_working_sets", "mlp_working_sets"]
 
 
 @dataclass(frozen=True)
@@ -205,7 +207,7 @@ def layer_working_sets(
 
 def mlp_ops(full: Sequence[int], batch_size: int, n_params: int) -> tuple[int, int]:
     """Operation counts ``(o_f, o_b)`` of one batch through a Dense stack ``full``."""
-    pairs = list(zip(full[:-1], full[1:]))
+    pairs = list(itertools.pairwise(full))
     o_f = batch_size * sum(i * o + o for i, o in pairs)
     o_b = batch_size * sum(
         2 * o + i * o + (0 if k == 0 else i * o) for k, (i, o) in enumerate(pairs)
@@ -253,7 +255,7 @@ def mlp_working_sets(
     if n_obs is not None and bytes_per_datum is None:
         bytes_per_datum = element_bytes * (n_in + widths[-1])
     return layer_working_sets(
-        list(zip(full[:-1], full[1:])),
+        list(itertools.pairwise(full)),
         n_params=p,
         batch_size=b,
         n_obs=n_obs,
