@@ -152,9 +152,16 @@ class CodeCarbonMeter(Meter):
 
     def _cycle(self) -> Any:
         """Close the running task, add its energy, open the next. Lock held or in __init__."""
-        data = self._tracker.stop_task(_TASK)
+        # stop_task() with no name stops the task that is active: codecarbon renames a task
+        # whose name was used before, so stopping by our fixed name would stop the first one
+        # again and leave the others "active" (errors at stop()).
+        finished = getattr(self._tracker, "_active_task", None)
+        data = self._tracker.stop_task()
         if data is None:
             raise MeterReadError("CodeCarbonMeter: codecarbon returned no task data")
+        tasks = getattr(self._tracker, "_tasks", None)
+        if isinstance(tasks, dict):  # keep memory flat over long runs (one task per read)
+            tasks.pop(finished, None)
         self._tracker.start_task(_TASK)
         for part in ("cpu", "gpu", "ram"):
             kwh = getattr(data, f"{part}_energy", None)
@@ -199,7 +206,7 @@ class CodeCarbonMeter(Meter):
                 return
             self._closed = True
             try:
-                self._tracker.stop_task(_TASK)
+                self._tracker.stop_task()
                 self._tracker.stop()
             except Exception:  # noqa: BLE001, S110 - closing never raises
                 pass
