@@ -106,3 +106,38 @@ def test_fit_butter_csv(capsys):
     assert cv <= 4.0
     rc = main(["fit", str(csv_path)])
     assert rc == 2 and "mix hardware kinds" in capsys.readouterr().err
+
+
+def test_fit_sweep_folder_without_advice(tmp_path, capsys):
+    """`wattwise sweep` writes summaries without advice plus a sweep.json index."""
+    from wattwise.hardware import detect_hierarchy
+    from wattwise.model.energy import pass_features
+    from wattwise.model.working_sets import mlp_working_sets
+
+    h = detect_hierarchy("butter-e-cpu")
+    truth = preset("cpu").with_values([0.0] + list(preset("cpu").values[1:]))
+    points = []
+    for i, hidden in enumerate((8, 32, 64, 128, 256, 512, 1024, 1500, 2000, 3000, 4000, 6000)):
+        name = f"size-{i}.json"
+        ws = mlp_working_sets([hidden, 10], 64, 32, n_obs=320)
+        pf = pass_features(ws, h)
+        meter = FakeMeter(("cpu:package-0",))
+        tr = EnergyTracker([meter], summary_path=tmp_path / name, min_window_s=0.0)
+        tr.start()
+        tr.start_window("train", 0)
+        for _ in range(10):
+            tr.add_batch(32)
+            meter.advance({"cpu:package-0": predict(pf.train_step, truth)})
+        tr.end_window()
+        tr.end_epoch()
+        tr.finish("completed")
+        points.append({"summary": name, "widths": [hidden, 10], "ntp": ws.ntp})
+    (tmp_path / "sweep.json").write_text(json.dumps(
+        {"schema": "wattwise.sweep/1", "n_in": 64, "n_out": 10, "batch_size": 32,
+         "points": points}))
+    rc = main(["fit", *sorted(str(p) for p in tmp_path.glob("size-*.json")),
+               "--hardware", "butter-e-cpu", "--json"])
+    assert rc == 0
+    j = json.loads(capsys.readouterr().out)
+    assert j["n_runs"] == 12 and j["mean_abs_error"] < 0.02
+    assert j["coefficients"]["hardware"] == "cpu"

@@ -81,3 +81,17 @@ def test_footprints_forward_set():
     fb = footprints(ws, BUTTER_E_GPU, "b")
     ff = footprints(ws, BUTTER_E_GPU, "f")
     assert all(b.footprint_bytes > f.footprint_bytes for b, f in zip(fb, ff))
+
+
+def test_model_and_hardware_import_no_heavy_stack():
+    import subprocess
+    import sys
+
+    code = ("import sys, wattwise, wattwise.model, wattwise.model.butter_e, wattwise.model.fit, "
+            "wattwise.hardware, wattwise.sizing, wattwise.introspect, wattwise.cli.advise, "
+            "wattwise.cli.fit\n"
+            "heavy = [m for m in ('torch', 'keras', 'tensorflow', 'jax', 'scipy', 'matplotlib', "
+            "'pynvml', 'codecarbon', 'lightning') if m in sys.modules]\n"
+            "print(','.join(heavy))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ""

@@ -1,1 +1,24 @@
-"""The BUTTER-E energy model (Tripp et al. 2024): pure functions, no I/O, no frameworks."""
+"""The BUTTER-E energy model (Tripp et al. 2024): pure functions, no I/O, no frameworks.
+
+Modules: :mod:`~wattwise.model.shapes` (BUTTER shapes, NTP, width search),
+:mod:`~wattwise.model.working_sets`, :mod:`~wattwise.model.hierarchy` (levels, placement,
+the paper's nodes), :mod:`~wattwise.model.energy` (features, prediction),
+:mod:`~wattwise.model.coefficients` (presets: Table 4 / 3000 except k_e; JSON format),
+:mod:`~wattwise.model.butter_e` (paper reproduction), :mod:`~wattwise.model.fit` (refit; needs
+scipy), :mod:`~wattwise.model.advise` (sizing advice).
+"""
+
+from __future__ import annotations
+
+from wattwise.model.advise import Advice, LevelRatio, ResizeOption, advise
+from wattwise.model.coefficients import Coefficients, preset
+from wattwise.model.energy import ModelOptions, pass_features, predict, run_features
+from wattwise.model.hierarchy import BUTTER_E_CPU, BUTTER_E_GPU, Hierarchy, MemoryLevel
+from wattwise.model.shapes import network_widths, ntp
+from wattwise.model.working_sets import WorkingSet, WorkingSets, mlp_working_sets
+
+__all__ = [
+    "Advice", "LevelRatio", "ResizeOption", "advise", "Coefficients", "preset", "ModelOptions",
+    "pass_features", "predict", "run_features", "BUTTER_E_CPU", "BUTTER_E_GPU", "Hierarchy",
+    "MemoryLevel", "network_widths", "ntp", "WorkingSet", "WorkingSets", "mlp_working_sets",
+]
