@@ -251,7 +251,7 @@ def train_lightning(data: Any, hidden: list[int], epochs: int, batch_size: int,
     except ImportError:
         try:
             import pytorch_lightning as pl  # type: ignore[no-redef]
-            from pytorch_lightning.loggers import TensorBoardLogger  # type: ignore[no-redef]
+            from pytorch_lightning.loggers import TensorBoardLogger  # type: ignore[assignment]
         except ImportError as e:
             raise CLIError('the Lightning demo needs lightning: pip install ".[demo]"') from e
     from wattwise.lightning import EnergyMonitor
@@ -264,7 +264,7 @@ def train_lightning(data: Any, hidden: list[int], epochs: int, batch_size: int,
         prev = w
     layers.append(nn.Linear(prev, data.n_classes))
 
-    class DigitsMLP(pl.LightningModule):  # type: ignore[misc,name-defined]
+    class DigitsMLP(pl.LightningModule):
         def __init__(self) -> None:
             super().__init__()
             self.net = nn.Sequential(*layers)
@@ -303,7 +303,7 @@ def train_lightning(data: Any, hidden: list[int], epochs: int, batch_size: int,
     callbacks: list[Any] = [monitor]
     if not progress and tb_dir is not None:
 
-        class EpochLine(pl.Callback):  # type: ignore[misc,name-defined]
+        class EpochLine(pl.Callback):
             """One progress line per epoch when no progress bar is shown (non-terminal)."""
 
             def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:

@@ -158,7 +158,7 @@ def _hierarchy_json(hier: Any) -> Any:
     if callable(to_json):
         return to_json()
     levels = getattr(hier, "levels", hier)
-    out = []
+    out: list[Any] = []
     try:
         for lvl in levels:
             if isinstance(lvl, (tuple, list)):
