@@ -18,7 +18,23 @@ from wattwise.model.shapes import network_widths, ntp
 from wattwise.model.working_sets import WorkingSet, WorkingSets, mlp_working_sets
 
 __all__ = [
-    "Advice", "LevelRatio", "ResizeOption", "advise", "Coefficients", "preset", "ModelOptions",
-    "pass_features", "predict", "run_features", "BUTTER_E_CPU", "BUTTER_E_GPU", "Hierarchy",
-    "MemoryLevel", "network_widths", "ntp", "WorkingSet", "WorkingSets", "mlp_working_sets",
+    "BUTTER_E_CPU",
+    "BUTTER_E_GPU",
+    "Advice",
+    "Coefficients",
+    "Hierarchy",
+    "LevelRatio",
+    "MemoryLevel",
+    "ModelOptions",
+    "ResizeOption",
+    "WorkingSet",
+    "WorkingSets",
+    "advise",
+    "mlp_working_sets",
+    "network_widths",
+    "ntp",
+    "pass_features",
+    "predict",
+    "preset",
+    "run_features",
 ]
