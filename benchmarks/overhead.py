@@ -58,14 +58,21 @@ def run_lightning(args: argparse.Namespace) -> list[dict[str, Any]]:
     class EpochTimer(L.Callback):
         def __init__(self) -> None:
             self.step_s: list[float] = []
-            self.train_s = 0.0
+            self.train_s = 0.0  # training time after the warm-up epoch
+            self.mon: Any = None
+            self.hook_s_at_warm = 0.0
 
-        def on_train_epoch_start(self, *a: Any) -> None:
+        def on_train_epoch_start(self, trainer: Any, *a: Any) -> None:
+            # runs before EnergyMonitor's hooks of this epoch and after all of the previous
+            # epoch's: hook time from here on excludes the warm-up epoch and start-up costs
+            if trainer.current_epoch == 1 and self.mon is not None:
+                self.hook_s_at_warm = self.mon.hook_time_s
             self.t0 = time.perf_counter()
 
         def on_train_epoch_end(self, trainer: Any, *a: Any) -> None:
             dt = time.perf_counter() - self.t0
-            self.train_s += dt
+            if trainer.current_epoch >= 1:
+                self.train_s += dt
             self.step_s.append(dt / args.batches)
 
     def meters() -> Any:
@@ -83,6 +90,7 @@ def run_lightning(args: argparse.Namespace) -> list[dict[str, Any]]:
             cbs.append(L.callbacks.DeviceStatsMonitor())
         if mon is not None:
             cbs.append(mon)
+            timer.mon = mon
         trainer = L.Trainer(
             max_epochs=args.epochs, accelerator="cpu", logger=L.loggers.CSVLogger(args.log_dir),
             enable_progress_bar=False, enable_model_summary=False, enable_checkpointing=False,
@@ -103,7 +111,9 @@ def run_lightning(args: argparse.Namespace) -> list[dict[str, Any]]:
                     tracker.stop()
             else:
                 trainer.fit(MLP(), dl)
-        share = mon.hook_time_s / timer.train_s if mon is not None else None
+        share = None
+        if mon is not None and timer.train_s > 0:  # epochs after the warm-up one
+            share = (mon.hook_time_s - timer.hook_s_at_warm) / timer.train_s
         return timer.step_s[1:] or timer.step_s, share  # first epoch is warm-up
 
     configs = ["no callback", "EnergyMonitor()", "EnergyMonitor(log_every_n_steps=1)",
