@@ -80,3 +80,17 @@ def test_coefficients_path_and_bad_inputs(tmp_path):
         check_torch_model(object(), torch.randn(4, 20), batch_size=8)
     with pytest.raises(ConfigurationError, match="cannot read"):
         check_torch_model(_mlp(), torch.randn(4, 20), batch_size=8, coefficients=tmp_path / "no.json")
+
+
+def test_non_mlp_resize_options_scale_approximately():
+    from wattwise.model.hierarchy import BUTTER_E_GPU, Hierarchy
+
+    net = torch.nn.Sequential(torch.nn.Conv1d(1, 64, 5), torch.nn.ReLU(), torch.nn.Flatten(),
+                              torch.nn.Linear(64 * 60, 1024), torch.nn.ReLU(), torch.nn.Linear(1024, 4))
+    a = check_torch_model(net, torch.randn(2, 1, 64), batch_size=64, hardware="butter-e-gpu")
+    assert a.far and a.options
+    for o in a.options:
+        assert o.widths is None  # not an MLP: no widths to give
+        assert o.ntp == pytest.approx(a.working_sets.ntp * o.width_scale**2, rel=1e-3)
+        assert 1 <= o.ratio <= 2
+    assert Hierarchy.from_json(a.to_json()["hierarchy"]) == BUTTER_E_GPU
