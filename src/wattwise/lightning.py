@@ -143,6 +143,22 @@ _DOC = """Measure the energy of training, validation, test and predict; log it p
     """
 
 
+def _trainer_fn(trainer: Any) -> str:
+    """``"fit"``, ``"validate"``, ``"test"`` or ``"predict"`` (the value of ``trainer.state.fn``)."""
+    fn = getattr(getattr(trainer, "state", None), "fn", None)
+    return str(getattr(fn, "value", fn))
+
+
+def _dataset_size(pl_module: Any) -> int | None:
+    """Samples in the training dataset when the loader's dataset has a length, else None."""
+    try:
+        loader = pl_module.trainer.train_dataloader
+        loaders = loader if isinstance(loader, (list, tuple)) else [loader]
+        return int(sum(len(dl.dataset) for dl in loaders))
+    except Exception:  # iterable datasets, combined loaders of other shapes: unknown
+        return None
+
+
 def _is_int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
@@ -433,7 +449,7 @@ class _EnergyMonitorImpl:
         metrics = self._metrics(rec)
         if not metrics:
             return
-        if not str(getattr(trainer.state, "fn", "")).endswith("fit"):
+        if _trainer_fn(trainer) != "fit":
             # trainer.validate/test: one epoch, so cost is no concern, and pl_module.log puts
             # the values in the results those calls return
             ddp = self._world_size > 1
@@ -664,6 +680,7 @@ class _EnergyMonitorImpl:
                 pl_module,
                 batch,
                 batch_size=self._batch_size(batch),
+                n_samples=_dataset_size(pl_module),
                 hardware=self._hardware,
                 coefficients=self._coefficients,
             )
@@ -711,7 +728,7 @@ class _EnergyMonitorImpl:
         t0 = time.perf_counter()
         rec = self._end_window()
         self._log_record(trainer, pl_module, rec)
-        if str(getattr(trainer.state, "fn", "")).endswith("validate"):
+        if _trainer_fn(trainer) == "validate":
             self._end_epoch()
         self.hook_time_s += time.perf_counter() - t0
 

@@ -260,6 +260,26 @@ def test_test_stage_logs_test_energy(lit_api: Api, tmp_path: Path) -> None:
     assert results[0]["energy/test_joules_per_sample"] == pytest.approx(8.0 / 6)
 
 
+def test_standalone_validate_logs_val_energy_and_closes_the_epoch(
+    lit_api: Api, tmp_path: Path
+) -> None:
+    meter = FakeMeter((DOMAIN,))
+
+    class AdvanceVal(lit_api.Callback):  # type: ignore[misc, name-defined]
+        def on_validation_batch_end(self, *args: Any) -> None:
+            meter.advance(3.0)
+
+    summary_path = tmp_path / "run.json"
+    mon = monitor(lit_api, meter)
+    mon._summary_path = summary_path  # noqa: SLF001 - as if given to the constructor
+    trainer = lit_api.trainer(tmp_path, callbacks=[AdvanceVal(), mon])
+    results = trainer.validate(make_module(lit_api), loader(6))  # batch 4: 2 batches
+    assert results[0]["energy/val_joules"] == pytest.approx(6.0)
+    assert results[0]["energy/val_joules_per_sample"] == pytest.approx(1.0)
+    epochs = mon.tracker.summary()["epochs"]
+    assert [e["phases"]["validate"]["samples"] for e in epochs] == [6]
+
+
 def test_import_wattwise_lightning_imports_no_framework() -> None:
     code = (
         "import sys, wattwise, wattwise.lightning;"
