@@ -33,22 +33,24 @@ import os
 import sys
 import time
 import warnings
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from os import PathLike
 from pathlib import Path
 from types import FrameType, TracebackType
-from typing import TYPE_CHECKING, Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import keras
-
 from wattwise.errors import ConfigurationError, SizingWarning
 from wattwise.meters.base import Meter
 
 if TYPE_CHECKING:
+    from typing_extensions import Self
+
     from wattwise.tbwriter import EventFileWriter
     from wattwise.tracker import EnergyTracker, PhaseRecord
 
-__all__ = ["EnergyMonitor", "METRIC_QUANTITIES", "SamplePlan", "metric_keys"]
+__all__ = ["METRIC_QUANTITIES", "EnergyMonitor", "SamplePlan", "metric_keys"]
 
 log = logging.getLogger("wattwise")
 
@@ -177,7 +179,7 @@ def _tf_dataset_samples(dataset: Any) -> tuple[int | None, int | None]:
                 bs = int(ds._batch_size)
                 drop = bool(ds._drop_remainder)
                 inner = int(ds._input_dataset.cardinality())
-            except Exception:
+            except Exception:  # noqa: BLE001
                 return None, None
             if inner < 0 or bs < 1:
                 return None, None
@@ -240,7 +242,7 @@ def plan_from_adapter(adapter: Any) -> SamplePlan | None:
         try:  # PyDataset batches: all full but the last (Keras's documented pattern)
             first = _item_size(ds[0])
             last = _item_size(ds[num_batches - 1]) if num_batches > 1 else first
-        except Exception:
+        except Exception:  # noqa: BLE001
             return None
         if first is None or last is None:
             return None
@@ -289,7 +291,7 @@ def _ranks() -> tuple[int, int]:
     if global_rank is None and "jax" in sys.modules and keras.backend.backend() == "jax":
         try:
             global_rank = int(sys.modules["jax"].process_index())
-        except Exception:
+        except Exception:  # noqa: BLE001
             global_rank = None
     local = _env_int("LOCAL_RANK", "OMPI_COMM_WORLD_LOCAL_RANK", "SLURM_LOCALID")
     g = global_rank or 0
@@ -403,12 +405,13 @@ class EnergyMonitor(keras.callbacks.Callback):  # type: ignore[misc]
         'EnergyMonitor'
     """
 
-    def __new__(cls, *args: Any, **kwargs: Any) -> EnergyMonitor:
+    def __new__(cls, *args: Any, **kwargs: Any) -> Self:
         # Step-level logging needs on_train_batch_end; Keras turns async dispatch off for any
         # callback that overrides it, so only a step-level monitor is of the subclass that does.
+        klass: type[EnergyMonitor] = cls
         if cls is EnergyMonitor and kwargs.get("log_every_n_steps") is not None:
-            cls = _StepEnergyMonitor
-        return super().__new__(cls)  # type: ignore[no-any-return]
+            klass = _StepEnergyMonitor
+        return super().__new__(klass)  # type: ignore[no-any-return]
 
     def __init__(
         self,
@@ -450,15 +453,15 @@ class EnergyMonitor(keras.callbacks.Callback):  # type: ignore[misc]
             raise ConfigurationError(
                 f"{name}(log_dir={log_dir!r}): expected None or a directory path such as 'logs/run1'"
             )
-        self._tracker_kwargs: dict[str, Any] = dict(
-            meters=meters if isinstance(meters, str) else list(meters),
-            min_window_s=min_window_s,
-            summary_path=summary_path,
-            idle_baseline_s=idle_baseline_s,
-            carbon_intensity_g_per_kwh=carbon_intensity_g_per_kwh,
-            country_iso_code=country_iso_code,
-            run_name=run_name,
-        )
+        self._tracker_kwargs: dict[str, Any] = {
+            "meters": meters if isinstance(meters, str) else list(meters),
+            "min_window_s": min_window_s,
+            "summary_path": summary_path,
+            "idle_baseline_s": idle_baseline_s,
+            "carbon_intensity_g_per_kwh": carbon_intensity_g_per_kwh,
+            "country_iso_code": country_iso_code,
+            "run_name": run_name,
+        }
         from wattwise.tracker import EnergyTracker
 
         EnergyTracker(**self._tracker_kwargs)  # validates the shared arguments (and only that)
@@ -533,7 +536,7 @@ class EnergyMonitor(keras.callbacks.Callback):  # type: ignore[misc]
             return None
         try:
             return int(keras.ops.convert_to_numpy(it))
-        except Exception:
+        except Exception:  # noqa: BLE001
             return None
 
     # ------------------------------------------------------------------------------------------
@@ -551,7 +554,7 @@ class EnergyMonitor(keras.callbacks.Callback):  # type: ignore[misc]
         if adapter is not None:
             try:
                 plan = plan_from_adapter(adapter)
-            except Exception as e:  # internals changed: fall back to the options
+            except Exception as e:  # noqa: BLE001 - internals changed: fall back to the options
                 log.debug("EnergyMonitor: data adapter not readable: %r", e)
         if plan is None:
             plan = _plan_from_options(self._batch_size_opt, None, num_batches, "")
@@ -577,7 +580,7 @@ class EnergyMonitor(keras.callbacks.Callback):  # type: ignore[misc]
         try:
             self.tracker.start_window(phase, epoch)
             self._window = phase
-        except Exception as e:
+        except Exception as e:  # noqa: BLE001
             self._guard(f"starting a {phase} window", e)
 
     def _add_batches(self, sizes: Sequence[int]) -> None:
@@ -586,7 +589,7 @@ class EnergyMonitor(keras.callbacks.Callback):  # type: ignore[misc]
         try:
             for n in sizes:
                 self.tracker.add_batch(n)
-        except Exception as e:
+        except Exception as e:  # noqa: BLE001
             self._guard("counting batches", e)
 
     def _end_window(self) -> PhaseRecord | None:
@@ -595,7 +598,7 @@ class EnergyMonitor(keras.callbacks.Callback):  # type: ignore[misc]
         self._window = None
         try:
             return self.tracker.end_window()
-        except Exception as e:
+        except Exception as e:  # noqa: BLE001
             self._guard("ending a window", e)
             return None
 
@@ -618,10 +621,12 @@ class EnergyMonitor(keras.callbacks.Callback):  # type: ignore[misc]
     # ------------------------------------------------------------------------------------------
     # lifecycle
     def _start_tracker(self, stage: str) -> None:
+        if self.tracker is not None and not self._finished:
+            self._finish("interrupted")  # a previous fit that never reached on_train_end
         if self._restored_state is None and self.tracker is not None and self._finished:
             try:
                 self._restored_state = self.tracker.state_dict()
-            except Exception:
+            except Exception:  # noqa: BLE001
                 self._restored_state = None
         restored = self._restored_state
         self._reset_run_state()
@@ -640,7 +645,7 @@ class EnergyMonitor(keras.callbacks.Callback):  # type: ignore[misc]
                     "model": type(self.model).__name__ if self.model is not None else None,
                 },
             )
-        except Exception as e:  # measurement never kills training
+        except Exception as e:  # noqa: BLE001 - measurement never kills training
             self._guard("starting the energy tracker", e)
 
     def on_train_begin(self, logs: Mapping[str, Any] | None = None) -> None:
@@ -704,7 +709,7 @@ class EnergyMonitor(keras.callbacks.Callback):  # type: ignore[misc]
             try:
                 if self.tracker is not None and not self._broken:
                     self.tracker.end_epoch()
-            except Exception as e:
+            except Exception as e:  # noqa: BLE001
                 self._guard("ending the test epoch", e)
             if rec is not None:
                 self._write_scalars("test", metric_keys(rec), self._test_epoch)
@@ -719,7 +724,7 @@ class EnergyMonitor(keras.callbacks.Callback):  # type: ignore[misc]
         if self.tracker is not None and not self._broken:
             try:
                 epoch_rec = self.tracker.end_epoch()
-            except Exception as e:
+            except Exception as e:  # noqa: BLE001
                 self._guard("ending an epoch", e)
         self._val_record = None
         if epoch_rec is not None:
@@ -762,7 +767,7 @@ class EnergyMonitor(keras.callbacks.Callback):  # type: ignore[misc]
         for w in self._writers.values():
             try:
                 w.close()
-            except Exception as e:
+            except Exception as e:  # noqa: BLE001
                 log.debug("EnergyMonitor: closing an event file failed: %r", e)
         self._writers = {}
         if self.tracker is None or self._finished:
@@ -772,13 +777,13 @@ class EnergyMonitor(keras.callbacks.Callback):  # type: ignore[misc]
         try:
             summary = self.tracker.finish(status, error)  # type: ignore[arg-type]
             self._restored_state = self.tracker.state_dict()
-        except Exception as e:
+        except Exception as e:  # noqa: BLE001
             self._guard("writing the run summary", e)
             return None
         self.summary = summary
         return summary
 
-    def __enter__(self) -> EnergyMonitor:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
@@ -799,7 +804,7 @@ class EnergyMonitor(keras.callbacks.Callback):  # type: ignore[misc]
             return
         try:
             print(format_run_table(summary))
-        except Exception as e:
+        except Exception as e:  # noqa: BLE001
             log.debug("EnergyMonitor: console table failed: %r", e)
 
     # ------------------------------------------------------------------------------------------
@@ -817,7 +822,7 @@ class EnergyMonitor(keras.callbacks.Callback):  # type: ignore[misc]
             for key, value in values.items():
                 tag = key[4:] if run == "validation" and key.startswith("val_") else key
                 w.add_scalar(tag_prefix + tag, value, step)
-        except Exception as e:  # logging never kills training
+        except Exception as e:  # noqa: BLE001 - logging never kills training
             log.warning("EnergyMonitor: writing TensorBoard scalars failed: %r", e)
 
     def _check_sizing(self, plan: SamplePlan) -> None:
@@ -852,7 +857,7 @@ class EnergyMonitor(keras.callbacks.Callback):  # type: ignore[misc]
 
                 payload = json.loads(payload)
             self.tracker.set_advice(payload)
-        except Exception as e:  # the advice never breaks training
+        except Exception as e:  # noqa: BLE001 - the advice never breaks training
             log.debug("EnergyMonitor: sizing check failed: %r", e)
             return
         if getattr(advice, "far", False):
@@ -873,8 +878,7 @@ class _StepEnergyMonitor(EnergyMonitor):
         if self._window != "train" or self._train_plan is None or self._broken:
             return
         n = int(batch) - self._last_step_batch  # end_step index: steps_per_execution batches
-        if n < 1:
-            n = 1
+        n = max(n, 1)
         self._last_step_batch = int(batch)
         self._add_batches(self._train_plan.take(n))
         self._train_steps_added += n
@@ -896,7 +900,7 @@ class _StepEnergyMonitor(EnergyMonitor):
     def _step_log(self, logs: dict[str, Any] | None) -> None:
         try:
             rec = self.tracker.step_reading()  # type: ignore[union-attr]
-        except Exception as e:
+        except Exception as e:  # noqa: BLE001
             self._guard("a step-level reading", e)
             return
         if rec is None:

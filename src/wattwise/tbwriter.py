@@ -29,11 +29,14 @@ import time
 from os import PathLike
 from pathlib import Path
 from types import TracebackType
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 from wattwise.errors import ConfigurationError
 
-__all__ = ["EventFileWriter", "masked_crc32c", "crc32c"]
+if TYPE_CHECKING:
+    from typing_extensions import Self
+
+__all__ = ["EventFileWriter", "crc32c", "masked_crc32c"]
 
 
 def _make_crc_table() -> tuple[int, ...]:
@@ -210,7 +213,7 @@ class EventFileWriter:
             self._file = None
         self._closed = True
 
-    def __enter__(self) -> EventFileWriter:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,

@@ -10,13 +10,13 @@ from typing import Any
 
 import numpy as np
 import pytest
-
 from wattwise_keras_helpers import BATCH, N_TRAIN, N_VAL, arrays, tiny_model
+
 from wattwise.errors import ConfigurationError
 from wattwise.testing import FakeMeter
 
 keras = pytest.importorskip("keras")
-from wattwise.keras import EnergyMonitor  # noqa: E402
+from wattwise.keras import EnergyMonitor
 
 pytestmark = pytest.mark.keras
 
@@ -85,7 +85,7 @@ def test_validation_is_excluded_from_training() -> None:
             self.peek = True
 
         def __len__(self) -> int:
-            return -(-len(self.x) // BATCH)
+            return (len(self.x) + BATCH - 1) // BATCH
 
         def __getitem__(self, i: int) -> tuple[np.ndarray, np.ndarray]:
             if not self.peek:
@@ -232,9 +232,8 @@ def test_interrupted_fit_with_context_manager(tmp_path: Path) -> None:
                 raise KeyboardInterrupt
 
     mon = _monitor(summary_path=path)
-    with pytest.raises(KeyboardInterrupt):
-        with mon:
-            _fit(mon, epochs=4, callbacks=[Stop()])
+    with pytest.raises(KeyboardInterrupt), mon:
+        _fit(mon, epochs=4, callbacks=[Stop()])
     summary = json.loads(path.read_text())
     assert summary["status"] == "interrupted"
     assert len(summary["epochs"]) == 2
@@ -279,3 +278,25 @@ def test_constructor_has_no_side_effects(tmp_path: Path) -> None:
     EnergyMonitor([meter], log_dir=tmp_path / "tb", summary_path=tmp_path / "s.json")
     assert meter.reads == 0
     assert not (tmp_path / "tb").exists() and not (tmp_path / "s.json").exists()
+
+
+def test_refit_after_interruption_finishes_the_old_run(tmp_path: Path) -> None:
+    """No context manager: the next fit with the same monitor closes the interrupted run."""
+    first, second = tmp_path / "a.json", tmp_path / "b.json"
+
+    class Stop(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
+            raise KeyboardInterrupt
+
+    mon = _monitor(summary_path=first)
+    with pytest.raises(KeyboardInterrupt):
+        _fit(mon, epochs=3, callbacks=[Stop()])
+    assert json.loads(first.read_text())["status"] == "running"
+    # white-box: keep the first file to inspect; a fresh meter (Meter instances are closed
+    # at the end of a run, so reusing a monitor needs meter names or "auto")
+    mon._tracker_kwargs["summary_path"] = second
+    mon._tracker_kwargs["meters"] = [FakeMeter(("gpu:0",), joules_per_read=J)]
+    hist = _fit(mon, epochs=1).history
+    assert json.loads(first.read_text())["status"] == "interrupted"
+    assert json.loads(second.read_text())["status"] == "completed"
+    assert hist["energy_joules"] == [J]

@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import pytest
+from wattwise_keras_helpers import BATCH, N_TRAIN, N_VAL, arrays, tiny_model
 
 from wattwise.errors import ConfigurationError
 from wattwise.testing import FakeMeter
-from wattwise_keras_helpers import BATCH, N_TRAIN, N_VAL, arrays, tiny_model
 
 keras = pytest.importorskip("keras")
-from wattwise.keras import EnergyMonitor, SamplePlan  # noqa: E402
+from wattwise.keras import EnergyMonitor, SamplePlan
 
 pytestmark = pytest.mark.keras
 
@@ -43,7 +44,7 @@ class Batches(keras.utils.PyDataset):
         self.batch = batch
 
     def __len__(self) -> int:
-        return -(-len(self.x) // self.batch)
+        return (len(self.x) + self.batch - 1) // self.batch
 
     def __getitem__(self, i: int) -> tuple[np.ndarray, np.ndarray]:
         s = slice(i * self.batch, (i + 1) * self.batch)

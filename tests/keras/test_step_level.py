@@ -8,15 +8,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from wattwise_keras_helpers import BATCH, N_TRAIN, arrays, tiny_model
 
 from wattwise.errors import SizingWarning
 from wattwise.testing import FakeMeter
-from wattwise_keras_helpers import BATCH, N_TRAIN, arrays, tiny_model
 
 keras = pytest.importorskip("keras")
-from keras.src.utils.python_utils import is_default  # noqa: E402
+from keras.src.utils.python_utils import is_default
 
-from wattwise.keras import EnergyMonitor  # noqa: E402
+from wattwise.keras import EnergyMonitor
 
 pytestmark = pytest.mark.keras
 
