@@ -41,7 +41,7 @@ from types import FrameType, TracebackType
 from typing import TYPE_CHECKING, Any
 
 import keras
-from wattwise.errors import ConfigurationError, SizingWarning
+from wattwise.errors import ConfigurationError, MeterUnavailableError, SizingWarning
 from wattwise.meters.base import Meter
 
 if TYPE_CHECKING:
@@ -396,6 +396,9 @@ class EnergyMonitor(keras.callbacks.Callback):  # type: ignore[misc]
         ConfigurationError: on a bad argument (at construction), or at ``on_train_begin`` when
             the training samples per batch can be found neither from Keras nor from
             ``batch_size`` / ``samples_per_epoch``.
+        MeterUnavailableError: at ``on_train_begin`` (before any training step) when a meter
+            asked for by name cannot open; the message says how to fix it. Meters that are
+            merely absent under ``"auto"`` give one warning instead.
 
     Example:
         >>> from wattwise.keras import EnergyMonitor
@@ -645,6 +648,11 @@ class EnergyMonitor(keras.callbacks.Callback):  # type: ignore[misc]
                     "model": type(self.model).__name__ if self.model is not None else None,
                 },
             )
+        except (MeterUnavailableError, ConfigurationError):
+            # a meter asked for by name that cannot open, or a bad setting: raise before any
+            # training step, with the fix in the message (STYLE: warn or raise by rule)
+            self.tracker = None
+            raise
         except Exception as e:  # noqa: BLE001 - measurement never kills training
             self._guard("starting the energy tracker", e)
 

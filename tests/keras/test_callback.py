@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from wattwise_keras_helpers import BATCH, N_TRAIN, N_VAL, arrays, tiny_model
 
-from wattwise.errors import ConfigurationError
+from wattwise.errors import ConfigurationError, MeterUnavailableError
 from wattwise.testing import FakeMeter
 
 keras = pytest.importorskip("keras")
@@ -300,3 +300,29 @@ def test_refit_after_interruption_finishes_the_old_run(tmp_path: Path) -> None:
     assert json.loads(first.read_text())["status"] == "interrupted"
     assert json.loads(second.read_text())["status"] == "completed"
     assert hist["energy_joules"] == [J]
+
+
+def test_meter_asked_for_by_name_that_cannot_open_raises_before_training(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from wattwise.meters import RaplMeter, factory
+
+    orig = factory._opener
+
+    def opener(name: str, *args: Any) -> Any:  # "rapl" on a machine without powercap
+        if name == "rapl":
+            return lambda: RaplMeter(tmp_path / "no-powercap")
+        return orig(name, *args)
+
+    monkeypatch.setattr(factory, "_opener", opener)
+
+    class Count(keras.callbacks.Callback):
+        batches = 0
+
+        def on_train_batch_end(self, batch: int, logs: Any = None) -> None:
+            Count.batches += 1
+
+    mon = EnergyMonitor(["rapl"], print_summary=False)
+    with pytest.raises(MeterUnavailableError, match="Fix"):
+        _fit(mon, epochs=1, callbacks=[Count()])
+    assert Count.batches == 0
