@@ -170,7 +170,7 @@ def _tf_dataset_samples(dataset: Any) -> tuple[int | None, int | None]:
     Walks element-count-preserving stages (map, prefetch, cache, options...) back to the batch
     stage and reads its batch size and its input's cardinality. (None, None) when unknown.
     """
-    preserving = ("Map", "ParallelMap", "Prefetch", "Cache", "Options", "Assert", "MapAndBatch")
+    preserving = ("Map", "ParallelMap", "Prefetch", "Cache", "Options", "Shuffle")
     ds = dataset
     for _ in range(20):
         name = type(ds).__name__.lstrip("_")

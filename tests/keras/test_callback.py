@@ -326,3 +326,18 @@ def test_meter_asked_for_by_name_that_cannot_open_raises_before_training(
     with pytest.raises(MeterUnavailableError, match="Fix"):
         _fit(mon, epochs=1, callbacks=[Count()])
     assert Count.batches == 0
+
+
+def test_second_worker_on_a_node(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Multi-worker: worker 1 (local rank 1) writes its own summary file, no event files, and
+    does not open node-wide meters (RAPL, codecarbon)."""
+    monkeypatch.setenv("RANK", "1")
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    mon = _monitor(summary_path=tmp_path / "run.json", log_dir=tmp_path / "tb")
+    hist = _fit(mon, epochs=1).history
+    assert hist["energy_joules"] == [J]  # its own (device) meters still measure
+    assert not (tmp_path / "run.json").exists()
+    summary = json.loads((tmp_path / "run.rank1.json").read_text())
+    assert summary["config"]["node_meters"] is False
+    assert summary["metadata"]["global_rank"] == 1
+    assert not (tmp_path / "tb").exists()

@@ -92,7 +92,8 @@ def test_tf_dataset_dynamic_batch(tmp_path: Path) -> None:
     tf = pytest.importorskip("tensorflow")
     x, y = arrays(N_TRAIN)
     ds = tf.data.Dataset.from_tensor_slices((x, y)).batch(BATCH).prefetch(2)
-    vds = tf.data.Dataset.from_tensor_slices(arrays(N_VAL)).map(lambda a, b: (a, b)).batch(BATCH)
+    vds = (tf.data.Dataset.from_tensor_slices(arrays(N_VAL)).map(lambda a, b: (a, b))
+           .batch(BATCH).shuffle(2).cache())
     s = _run(ds, tmp_path, validation_data=vds, epochs=2)
     assert _samples(s) == [10, 10] and _samples(s, "validate") == [5, 5]
 
