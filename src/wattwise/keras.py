@@ -772,6 +772,7 @@ class EnergyMonitor(keras.callbacks.Callback):  # type: ignore[misc]
 
     def _finish(self, status: str, error: BaseException | None = None) -> dict[str, Any] | None:
         self._in_fit = False
+        self._val_iterator = None  # Keras drops its cached eval iterator after fit; so do we
         for w in self._writers.values():
             try:
                 w.close()

@@ -341,3 +341,18 @@ def test_second_worker_on_a_node(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     assert summary["config"]["node_meters"] is False
     assert summary["metadata"]["global_rank"] == 1
     assert not (tmp_path / "tb").exists()
+
+
+def test_validation_freq_and_early_stopping_on_energy(tmp_path: Path) -> None:
+    path = tmp_path / "run.json"
+    stop = keras.callbacks.EarlyStopping(monitor="energy_joules_per_sample", patience=0,
+                                         mode="min")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)  # "metric not available" would be one
+        hist = _fit(_monitor(summary_path=path, advice=False), epochs=3, callbacks=[stop],
+                    validation_freq=2).history
+    # the per-sample energy never decreases (J per window), so EarlyStopping stops after epoch 1
+    assert len(hist["energy_joules"]) == 2
+    assert hist["val_energy_joules"] == [J]  # validation ran in epoch 1 only
+    phases = [sorted(ep["phases"]) for ep in json.loads(path.read_text())["epochs"]]
+    assert phases == [["train"], ["train", "validate"]]
