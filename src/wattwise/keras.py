@@ -357,8 +357,9 @@ class EnergyMonitor(keras.callbacks.Callback):  # type: ignore[misc]
     ``<log_dir>/validation``, tags ``epoch_energy_joules``... like Keras's TensorBoard callback,
     so both can share a ``log_dir``.
 
-    Standalone ``model.evaluate(..., callbacks=[monitor])`` is measured as the ``test`` phase
-    (run summary only; Keras's ``evaluate`` returns its own logs). A meter failing mid-run is
+    Standalone ``model.evaluate(..., callbacks=[monitor])`` / ``model.predict(...)`` are measured
+    as the ``test`` / ``predict`` phase (run summary and ``log_dir`` only; Keras returns its own
+    results). A meter failing mid-run is
     reported once and dropped; training continues with what was measured kept.
 
     **Interruption.** Keras has no exception hook: the summary file is rewritten after every
@@ -481,6 +482,7 @@ class EnergyMonitor(keras.callbacks.Callback):  # type: ignore[misc]
         self._restored_state: Mapping[str, Any] | None = None
         self.hook_time_s = 0.0  # time spent in this callback's hooks (benchmarks read it)
         self.summary: dict[str, Any] | None = None  # the final run summary, after finish
+        self._run_count = {"test": 0, "predict": 0}  # standalone evaluate / predict calls
         self._reset_run_state()
 
     # ------------------------------------------------------------------------------------------
@@ -497,7 +499,6 @@ class EnergyMonitor(keras.callbacks.Callback):  # type: ignore[misc]
         self._train_plan: SamplePlan | None = None
         self._val_plan: SamplePlan | None = None
         self._val_plan_resolved = False
-        self._test_epoch = 0
         self._writers: dict[str, EventFileWriter] = {}
         self._global_rank = 0
         self._steps_since_log = 0
@@ -550,7 +551,7 @@ class EnergyMonitor(keras.callbacks.Callback):  # type: ignore[misc]
         if train and self._samples_per_epoch is not None:
             return _plan_from_options(self._batch_size_opt, self._samples_per_epoch, num_batches,
                                       "samples_per_epoch= option")
-        if not train and self._validation_samples is not None:
+        if not train and self._validation_samples is not None and method != "predict":
             return _plan_from_options(self._batch_size_opt, self._validation_samples,
                                       num_batches, "validation_samples= option")
         plan = None
@@ -567,6 +568,12 @@ class EnergyMonitor(keras.callbacks.Callback):  # type: ignore[misc]
         adapter = getattr(epoch_iterator, "data_adapter", None)
         what = type(adapter).__name__ if adapter is not None else "unknown data"
         opt = "samples_per_epoch" if phase == "train" else "validation_samples"
+        if phase == "predict":
+            return (
+                f"EnergyMonitor cannot count the predict samples per batch: Keras's {what} does "
+                "not report them; pass EnergyMonitor(batch_size=<samples per batch>) when every "
+                "batch is full. Predict joules are still reported."
+            )
         return (
             f"EnergyMonitor cannot count the {phase} samples per batch: Keras's {what} does "
             "not report a batch size and the size of the last batch (generators, tf.data "
@@ -696,33 +703,60 @@ class EnergyMonitor(keras.callbacks.Callback):  # type: ignore[misc]
             self._val_iterator = epoch_iterator
             self._start_window("validate", self._epoch)
         else:  # standalone evaluate(): the test phase, a run of its own
-            self._start_tracker("test")
-            self._val_plan = self._resolve_plan("evaluate", epoch_iterator, train=False)
-            if self._val_plan is None:
-                warnings.warn(self._no_plan_message(epoch_iterator, "test"), stacklevel=2)
-            self._val_iterator = epoch_iterator
-            self._start_window("test", self._test_epoch)
+            self._standalone_begin("test", epoch_iterator)
         self.hook_time_s += time.perf_counter() - t0
 
-    def on_test_end(self, logs: Mapping[str, Any] | None = None) -> None:
-        t0 = time.perf_counter()
+    def _standalone_begin(self, phase: str, epoch_iterator: Any) -> None:
+        self._start_tracker(phase)
+        self._val_plan = self._resolve_plan(phase, epoch_iterator, train=False)
+        if self._val_plan is None:
+            warnings.warn(self._no_plan_message(epoch_iterator, phase), stacklevel=3)
+        self._val_iterator = epoch_iterator
+        self._start_window(phase, self._run_count[phase])
+
+    def _count_eval_batches(self) -> None:
         it = self._val_iterator
         steps = getattr(it, "num_batches", None) if it is not None else None
         if steps and self._val_plan is not None:
             self._add_batches(self._val_plan.take(int(steps)))
+
+    def _standalone_end(self, phase: str) -> None:
+        self._count_eval_batches()
         rec = self._end_window()
+        try:
+            if self.tracker is not None and not self._broken:
+                self.tracker.end_epoch()
+        except Exception as e:  # noqa: BLE001
+            self._guard(f"ending the {phase} epoch", e)
+        if rec is not None:
+            self._write_scalars(phase, metric_keys(rec), self._run_count[phase])
+        self._run_count[phase] += 1
+        self._finish("completed")
+
+    def on_test_end(self, logs: Mapping[str, Any] | None = None) -> None:
+        t0 = time.perf_counter()
         if self._in_fit and not self._finished:
-            self._val_record = rec
+            self._count_eval_batches()
+            self._val_record = self._end_window()
         else:
-            try:
-                if self.tracker is not None and not self._broken:
-                    self.tracker.end_epoch()
-            except Exception as e:  # noqa: BLE001
-                self._guard("ending the test epoch", e)
-            if rec is not None:
-                self._write_scalars("test", metric_keys(rec), self._test_epoch)
-            self._test_epoch += 1
-            self._finish("completed")
+            self._standalone_end("test")
+        self.hook_time_s += time.perf_counter() - t0
+
+    def on_predict_begin(self, logs: Mapping[str, Any] | None = None) -> None:
+        if self._in_fit and not self._finished:
+            return  # predict() called from inside fit (e.g. by another callback): not measured
+        t0 = time.perf_counter()
+        frame = _find_trainer_frame(self.model, "predict")
+        epoch_iterator = frame.f_locals.get("epoch_iterator") if frame is not None else None
+        del frame
+        self._standalone_begin("predict", epoch_iterator)
+        self.hook_time_s += time.perf_counter() - t0
+
+    def on_predict_end(self, logs: Mapping[str, Any] | None = None) -> None:
+        if self._in_fit and not self._finished:
+            return
+        t0 = time.perf_counter()
+        self._standalone_end("predict")
         self.hook_time_s += time.perf_counter() - t0
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:

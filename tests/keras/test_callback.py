@@ -223,6 +223,24 @@ def test_standalone_evaluate_is_the_test_phase(tmp_path: Path) -> None:
     assert "train" not in summary["epochs"][0]["phases"]
 
 
+def test_standalone_predict_and_evaluate_runs(tmp_path: Path) -> None:
+    mon = EnergyMonitor("auto", print_summary=False, summary_path=tmp_path / "run.json",
+                        log_dir=tmp_path / "tb")
+    mon._tracker_kwargs["meters"] = [FakeMeter(joules_per_read=J)]  # white-box: fresh per run
+    model = tiny_model()
+    x, y = arrays(N_TRAIN)
+    model.predict(x, batch_size=BATCH, verbose=0, callbacks=[mon])
+    pred = json.loads((tmp_path / "run.json").read_text())["epochs"][0]["phases"]["predict"]
+    assert pred["samples"] == N_TRAIN and pred["batches"] == 3 and pred["joules"] == J
+    mon._tracker_kwargs["meters"] = [FakeMeter(joules_per_read=J)]
+    model.evaluate(x, y, batch_size=BATCH, verbose=0, callbacks=[mon])
+    test = json.loads((tmp_path / "run.json").read_text())["epochs"][0]["phases"]["test"]
+    assert test["samples"] == N_TRAIN and test["joules"] == J
+    scalars = _wattwise_scalars(tmp_path / "tb" / "test")
+    assert scalars["epoch_test_energy_joules"] == [(0, J)]
+    assert _wattwise_scalars(tmp_path / "tb" / "predict")["epoch_predict_energy_joules"] == [(0, J)]
+
+
 def test_interrupted_fit_with_context_manager(tmp_path: Path) -> None:
     path = tmp_path / "run.json"
 
