@@ -566,7 +566,8 @@ class EnergyMonitor(keras.callbacks.Callback):  # type: ignore[misc]
 
     def _no_plan_message(self, epoch_iterator: Any, phase: str) -> str:
         adapter = getattr(epoch_iterator, "data_adapter", None)
-        what = type(adapter).__name__ if adapter is not None else "unknown data"
+        what = (type(adapter).__name__ if adapter is not None
+                else "data (no Keras fit/evaluate call found on the stack: a custom loop?)")
         opt = "samples_per_epoch" if phase == "train" else "validation_samples"
         if phase == "predict":
             return (

@@ -190,3 +190,23 @@ def test_sample_plan_cursor() -> None:
     fixed = SamplePlan(batch_size=1, num_batches=None, last_batch_size=1, source="t",
                        epoch_samples=10)
     assert fixed.take(3) == [4, 3, 3] and sum(fixed.take(4)) == 10
+
+
+def test_custom_loop_without_fit_needs_options() -> None:
+    mon = EnergyMonitor([FakeMeter(joules_per_read=1.0)], print_summary=False)
+    model = tiny_model()
+    cbs = keras.callbacks.CallbackList([mon], model=model, epochs=1, steps=3)
+    with pytest.raises(ConfigurationError, match="custom loop"):
+        cbs.on_train_begin()
+    mon2 = EnergyMonitor([FakeMeter(joules_per_read=1.0)], print_summary=False,
+                         samples_per_epoch=10, advice=False)
+    cbs = keras.callbacks.CallbackList([mon2], model=model, epochs=1, steps=3)
+    cbs.on_train_begin()
+    cbs.on_epoch_begin(0)
+    it = model.optimizer.iterations
+    it.assign(it + 3)  # the custom loop's three optimizer steps
+    logs: dict[str, float] = {}
+    mon2.on_epoch_end(0, logs)
+    cbs.on_train_end()
+    assert logs["energy_joules"] == 1.0
+    assert logs["energy_joules_per_sample"] == pytest.approx(0.1)
