@@ -9,6 +9,7 @@ and validation boundaries, writes ``energy_joules_per_sample`` and friends into 
 (so ``History`` and ``CSVLogger`` record them), writes TensorBoard scalars without TensorFlow
 (``--log-dir``), the run summary JSON, and prints a table at the end. ``--fake`` uses a scripted
 meter instead (for machines without any counter and without codecarbon).
+``WATTWISE_EXAMPLE_FAST=1`` (the test suite) trains on 200 samples only.
 """
 
 from __future__ import annotations
@@ -36,6 +37,9 @@ def main(argv: list[str] | None = None) -> int:
 
     keras.utils.set_random_seed(0)
     data = load_digits()
+    x_train, y_train, x_val, y_val = data.x_train, data.y_train, data.x_val, data.y_val
+    if os.environ.get("WATTWISE_EXAMPLE_FAST") == "1":  # the test suite: a few batches only
+        x_train, y_train, x_val, y_val = x_train[:200], y_train[:200], x_val[:50], y_val[:50]
     model = keras.Sequential(
         [keras.Input((data.n_features,))]
         + [keras.layers.Dense(w, activation="relu") for w in args.hidden]
@@ -53,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     monitor = EnergyMonitor(meters, log_dir=log_dir, summary_path=log_dir / "summary.json")  # type: ignore[arg-type]
     with monitor:  # final summary also on Ctrl-C (Keras has no exception hook)
         history = model.fit(
-            data.x_train, data.y_train, validation_data=(data.x_val, data.y_val),
+            x_train, y_train, validation_data=(x_val, y_val),
             batch_size=args.batch_size, epochs=args.epochs, verbose=2,
             callbacks=[monitor, keras.callbacks.CSVLogger(str(log_dir / "history.csv"))],
         )
