@@ -38,7 +38,7 @@ from os import PathLike
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
-from wattwise.errors import ConfigurationError, SizingWarning
+from wattwise.errors import ConfigurationError, MeterUnavailableError, SizingWarning
 from wattwise.meters.base import Meter
 
 if TYPE_CHECKING:
@@ -341,18 +341,26 @@ class _EnergyMonitorImpl:
 
     # ------------------------------------------------------------------------------------------
     # distributed reduction
-    def _gather_domains(self, trainer: Any) -> None:
+    def _gather_domains(self, trainer: Any, error: MeterUnavailableError | None = None) -> None:
+        """Learn every rank's domains (a collective under DDP) and raise on every rank when a
+        meter asked for by name could not open on any of them."""
         mine: list[str] = []
         if self.tracker is not None and not self._broken:
             mine = sorted({d for m in self.tracker.meters for d in m.domains})
+        errors = [f"rank {self._global_rank}: {error}"] if error is not None else []
         if self._world_size > 1:
             import torch.distributed as dist
 
             if dist.is_available() and dist.is_initialized():
                 gathered: list[Any] = [None] * dist.get_world_size()
-                dist.all_gather_object(gathered, mine)
-                mine = sorted({d for lst in gathered for d in lst})
+                dist.all_gather_object(gathered, (mine, errors))
+                mine = sorted({d for domains, _ in gathered for d in domains})
+                errors = [e for _, errs in gathered for e in errs]
         self._all_domains = mine
+        if error is not None:
+            raise error
+        if errors:
+            raise MeterUnavailableError("; ".join(errors))
 
     def _reduce(self, trainer: Any, pl_module: Any, rec: PhaseRecord | None) -> PhaseRecord | None:
         """Sum joules, samples and batches over ranks (seconds: the longest rank).
@@ -493,6 +501,7 @@ class _EnergyMonitorImpl:
         self._started = True
         device = getattr(pl_module, "device", None)
         self._cuda_device = device if getattr(device, "type", None) == "cuda" else None
+        start_error: MeterUnavailableError | None = None
         try:
             if self._restored_state is not None:
                 self.tracker.load_state_dict(self._restored_state)
@@ -510,9 +519,14 @@ class _EnergyMonitorImpl:
                     "precision": str(getattr(trainer, "precision", "")),
                 },
             )
+        except MeterUnavailableError as e:
+            # a meter asked for by name cannot open: raise before the first step (on every
+            # rank, see _gather_domains), with the fix in the message - never train unmeasured
+            # when the user asked for a specific counter
+            start_error = e
         except Exception as e:  # measurement never kills training
             self._guard("starting the energy tracker", e)
-        self._gather_domains(trainer)  # a collective under DDP: every rank calls it
+        self._gather_domains(trainer, start_error)  # a collective under DDP: every rank calls it
         self._advice_pending = self._advice and stage == "fit" and not self._broken
 
     def _start_window(self, phase: str, epoch: int) -> None:

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from _wattwise_lit import Api, loader, make_module, read_tensorboard
 
-from wattwise.errors import ConfigurationError
+from wattwise.errors import ConfigurationError, MeterUnavailableError
 from wattwise.testing import FakeMeter
 
 torch = pytest.importorskip("torch")
@@ -278,6 +278,32 @@ def test_standalone_validate_logs_val_energy_and_closes_the_epoch(
     assert results[0]["energy/val_joules_per_sample"] == pytest.approx(1.0)
     epochs = mon.tracker.summary()["epochs"]
     assert [e["phases"]["validate"]["samples"] for e in epochs] == [6]
+
+
+def test_meter_named_but_unavailable_raises_before_the_first_step(
+    api: Api, tmp_path: Path
+) -> None:
+    from wattwise.meters import open_meters
+
+    try:
+        meters, _ = open_meters(["nvml"])
+    except MeterUnavailableError:
+        pass
+    else:  # a machine with an NVIDIA GPU: nothing to test here
+        for m in meters:
+            m.close()
+        pytest.skip("NVML is readable on this machine")
+    steps: list[int] = []
+
+    class CountSteps(api.Callback):  # type: ignore[misc, name-defined]
+        def on_train_batch_start(self, *args: Any) -> None:
+            steps.append(1)
+
+    mon = api.EnergyMonitor(meters=["nvml"], print_summary=False, advice=False)
+    trainer = api.trainer(tmp_path, callbacks=[CountSteps(), mon])
+    with pytest.raises(MeterUnavailableError, match="NVML|nvml"):
+        trainer.fit(make_module(api), loader(10))
+    assert steps == []
 
 
 def test_import_wattwise_lightning_imports_no_framework() -> None:
