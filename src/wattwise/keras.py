@@ -41,7 +41,12 @@ from types import FrameType, TracebackType
 from typing import TYPE_CHECKING, Any
 
 import keras
-from wattwise.errors import ConfigurationError, MeterUnavailableError, SizingWarning
+from wattwise.errors import (
+    ConfigurationError,
+    MeterUnavailableError,
+    MeterWarning,
+    SizingWarning,
+)
 from wattwise.meters.base import Meter
 
 if TYPE_CHECKING:
@@ -528,9 +533,10 @@ class EnergyMonitor(keras.callbacks.Callback):  # type: ignore[misc]
             warnings.warn(
                 f"EnergyMonitor: {what} failed ({type(exc).__name__}: {exc}); energy measurement "
                 "stops here, training continues and what was measured is kept",
+                MeterWarning,
                 stacklevel=3,
             )
-            log.warning("EnergyMonitor: %s failed: %r", what, exc)
+            log.info("EnergyMonitor: %s failed: %r", what, exc)  # the warning above prints
         self._broken = True
 
     def _iterations(self) -> int | None:
@@ -907,7 +913,7 @@ class EnergyMonitor(keras.callbacks.Callback):  # type: ignore[misc]
         if getattr(advice, "far", False):
             text = advice.text()
             warnings.warn(text, SizingWarning, stacklevel=2)
-            log.warning("%s", text)
+            log.info("%s", text)  # for logging setups; the warning above is what prints
 
 
 class _StepEnergyMonitor(EnergyMonitor):

@@ -38,7 +38,12 @@ from os import PathLike
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
-from wattwise.errors import ConfigurationError, MeterUnavailableError, SizingWarning
+from wattwise.errors import (
+    ConfigurationError,
+    MeterUnavailableError,
+    MeterWarning,
+    SizingWarning,
+)
 from wattwise.meters.base import Meter
 
 if TYPE_CHECKING:
@@ -291,9 +296,10 @@ class _EnergyMonitorImpl:
             warnings.warn(
                 f"EnergyMonitor: {what} failed ({type(exc).__name__}: {exc}); energy measurement "
                 "stops here, training continues and what was measured is kept",
+                MeterWarning,
                 stacklevel=3,
             )
-            log.warning("EnergyMonitor: %s failed: %r", what, exc)
+            log.info("EnergyMonitor: %s failed: %r", what, exc)  # the warning above prints
         self._broken = True
 
     def _batch_size(self, batch: Any) -> int:
@@ -710,7 +716,7 @@ class _EnergyMonitorImpl:
         if getattr(advice, "far", False):
             text = advice.text()
             warnings.warn(text, SizingWarning, stacklevel=2)
-            log.warning("%s", text)
+            log.info("%s", text)  # for logging setups; the warning above is what prints
 
     # ------------------------------------------------------------------------------------------
     # validation (inside fit, or trainer.validate)

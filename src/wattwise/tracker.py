@@ -489,7 +489,8 @@ class EnergyTracker:
                 MeterWarning,
                 stacklevel=2,
             )
-        elif self._estimate_mode:
+        elif self._estimate_mode and self._names != "auto":
+            # ("auto" has already said so in open_meters' one warning, with the reasons)
             warnings.warn(
                 "EnergyTracker: no hardware counter is readable; joules are ESTIMATES "
                 f"from {[m.name for m in meters]!r}",

@@ -182,7 +182,8 @@ class Advice:
         ws = self.working_sets
         s = ws.backward if self.set_name == "b" else ws.forward
         lines = ["wattwise sizing advice (BUTTER-E energy model; energies are estimates)"]
-        lines.append(f"hardware: {self.hierarchy.name} ({self.hierarchy.kind})")
+        name, kind = self.hierarchy.name, self.hierarchy.kind
+        lines.append(f"hardware: {name}" if name.startswith(kind) else f"hardware: {name} ({kind})")
         for lv in self.hierarchy.levels:
             how = "detected" if lv.detected else "assumed"
             lines.append(f"  {lv.name}: {_fmt_bytes(lv.bytes_per_unit)} x {lv.units} unit(s), {how}")
