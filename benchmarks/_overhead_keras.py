@@ -29,9 +29,9 @@ CONFIGS = ("no callback", "EnergyMonitor()", "EnergyMonitor(log_every_n_steps=1)
 def run(args: argparse.Namespace) -> list[dict[str, Any]]:
     """Rows ``{framework, config, median_step_s, ratio, hook_share}`` (see benchmarks/overhead.py)."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    import keras
     import numpy as np
 
-    import keras
     from wattwise.keras import EnergyMonitor
     from wattwise.testing import FakeMeter
 

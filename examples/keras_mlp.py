@@ -32,6 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
 
     import keras
+
     from wattwise.datasets import load_digits
     from wattwise.keras import EnergyMonitor
 

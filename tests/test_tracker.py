@@ -247,7 +247,7 @@ def test_step_readings_respect_min_window() -> None:
     t2 = started(m2 := FakeMeter(), min_window_s=0.0)
     t2.start_window("train", 0)
     steps = []
-    for i in range(5):
+    for _ in range(5):
         t2.add_batch(4)
         t2.add_batch(4)
         m2.advance(8.0)

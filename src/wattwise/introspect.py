@@ -180,9 +180,8 @@ def keras_working_sets(
 
     Args: as :func:`torch_working_sets`.
     """
-    import numpy as np
-
     import keras
+    import numpy as np
 
     if not isinstance(model, keras.Model):
         raise ConfigurationError(

@@ -41,6 +41,7 @@ from types import FrameType, TracebackType
 from typing import TYPE_CHECKING, Any
 
 import keras
+
 from wattwise.errors import (
     ConfigurationError,
     MeterUnavailableError,

@@ -34,9 +34,10 @@ import sys
 import time
 import types
 import warnings
+from collections.abc import Callable, Mapping, Sequence
 from os import PathLike
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 from wattwise.errors import (
     ConfigurationError,
@@ -49,7 +50,7 @@ from wattwise.meters.base import Meter
 if TYPE_CHECKING:
     from wattwise.tracker import EnergyTracker, PhaseRecord
 
-__all__ = ["METRIC_QUANTITIES", "EnergyMonitor"]
+__all__ = ["METRIC_QUANTITIES", "EnergyMonitor"]  # noqa: F822 - built lazily by __getattr__
 
 log = logging.getLogger("wattwise")
 
@@ -160,7 +161,7 @@ def _dataset_size(pl_module: Any) -> int | None:
         loader = pl_module.trainer.train_dataloader
         loaders = loader if isinstance(loader, (list, tuple)) else [loader]
         return int(sum(len(dl.dataset) for dl in loaders))
-    except Exception:  # iterable datasets, combined loaders of other shapes: unknown
+    except Exception:  # noqa: BLE001 - iterable datasets, combined loaders of other shapes: unknown
         return None
 
 
@@ -324,7 +325,7 @@ class _EnergyMonitorImpl:
         assert self._extract_batch_size is not None
         try:
             return int(self._extract_batch_size(batch))
-        except Exception as e:
+        except Exception as e:  # noqa: BLE001 - measurement never kills training
             raise ConfigurationError(
                 f"EnergyMonitor cannot count the samples in a batch of type "
                 f"{type(batch).__name__!r} ({e}); pass EnergyMonitor(batch_size_fn=...), a "
@@ -530,7 +531,7 @@ class _EnergyMonitorImpl:
             # rank, see _gather_domains), with the fix in the message - never train unmeasured
             # when the user asked for a specific counter
             start_error = e
-        except Exception as e:  # measurement never kills training
+        except Exception as e:  # noqa: BLE001 - measurement never kills training
             self._guard("starting the energy tracker", e)
         self._gather_domains(trainer, start_error)  # a collective under DDP: every rank calls it
         self._advice_pending = self._advice and stage == "fit" and not self._broken
@@ -542,7 +543,7 @@ class _EnergyMonitorImpl:
             self._sync()
             self.tracker.start_window(phase, epoch)
             self._window_open = True
-        except Exception as e:
+        except Exception as e:  # noqa: BLE001 - measurement never kills training
             self._guard(f"starting a {phase} window", e)
 
     def _end_window(self) -> PhaseRecord | None:
@@ -552,7 +553,7 @@ class _EnergyMonitorImpl:
         try:
             self._sync()
             return self.tracker.end_window()
-        except Exception as e:
+        except Exception as e:  # noqa: BLE001 - measurement never kills training
             self._guard("ending a window", e)
             return None
 
@@ -561,7 +562,7 @@ class _EnergyMonitorImpl:
             return None
         try:
             return self.tracker.end_epoch()
-        except Exception as e:
+        except Exception as e:  # noqa: BLE001 - measurement never kills training
             self._guard("ending an epoch", e)
             return None
 
@@ -576,7 +577,7 @@ class _EnergyMonitorImpl:
             summary = self.tracker.finish(status, error)  # type: ignore[arg-type]
             self._restored_state = self.tracker.state_dict()
             return summary
-        except Exception as e:
+        except Exception as e:  # noqa: BLE001 - measurement never kills training
             self._guard("writing the run summary", e)
             return None
 
@@ -590,7 +591,7 @@ class _EnergyMonitorImpl:
             return
         try:
             print(format_run_table(summary))
-        except Exception as e:
+        except Exception as e:  # noqa: BLE001 - measurement never kills training
             log.debug("EnergyMonitor: console table failed: %r", e)
 
     def teardown(self, trainer: Any, pl_module: Any, stage: str) -> None:
@@ -607,7 +608,7 @@ class _EnergyMonitorImpl:
         if self.tracker is not None and self._started and not self._broken:
             try:
                 return {"tracker": self.tracker.state_dict()}
-            except Exception as e:
+            except Exception as e:  # noqa: BLE001 - measurement never kills training
                 self._guard("saving the energy totals", e)
         return {"tracker": dict(self._restored_state)} if self._restored_state else {}
 
@@ -662,7 +663,7 @@ class _EnergyMonitorImpl:
         try:
             self._sync()
             rec = self.tracker.step_reading()  # type: ignore[union-attr]
-        except Exception as e:
+        except Exception as e:  # noqa: BLE001 - measurement never kills training
             self._guard("a step-level reading", e)
             return
         if rec is None or self._global_rank != 0:
@@ -710,7 +711,7 @@ class _EnergyMonitorImpl:
 
                 payload = json.loads(payload)
             self.tracker.set_advice(payload)
-        except Exception as e:  # the advice never breaks training
+        except Exception as e:  # noqa: BLE001 - the advice never breaks training
             log.debug("EnergyMonitor: sizing check failed: %r", e)
             return
         if getattr(advice, "far", False):

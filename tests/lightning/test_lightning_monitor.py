@@ -321,9 +321,9 @@ def test_both_packages_get_their_own_callback_class() -> None:
     pytest.importorskip("pytorch_lightning")
     import lightning.pytorch as L
     import pytorch_lightning as PL
-    from wattwise.lightning.pl import EnergyMonitor as PLEnergyMonitor
 
     from wattwise.lightning import EnergyMonitor
+    from wattwise.lightning.pl import EnergyMonitor as PLEnergyMonitor
 
     assert issubclass(EnergyMonitor, L.Callback) and not issubclass(EnergyMonitor, PL.Callback)
     assert issubclass(PLEnergyMonitor, PL.Callback) and not issubclass(PLEnergyMonitor, L.Callback)

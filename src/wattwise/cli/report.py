@@ -39,7 +39,7 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from wattwise.cli.main import CLIError
-    from wattwise.report import format_report, load_summary, report_rows, write_csv, run_labels
+    from wattwise.report import format_report, load_summary, report_rows, run_labels, write_csv
 
     summaries = [load_summary(p) for p in args.runs]
     if args.csv != "-":

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import abc
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Literal, Mapping
+from typing import Literal
 
 __all__ = ["Reading", "Meter", "Scope"]
 
