@@ -228,9 +228,6 @@ class _EnergyMonitorImpl:
         self._print_summary = print_summary
         self._reset_run_state()
         self._restored_state: Mapping[str, Any] | None = None
-        # seconds spent in this callback's hooks during train/validation epochs (setup, fit start
-        # and teardown excluded); benchmarks/overhead.py reports it as a share of training time
-        self.hook_time_s = 0.0
 
     # ------------------------------------------------------------------------------------------
     # per-run state
@@ -240,6 +237,8 @@ class _EnergyMonitorImpl:
         self._finished = False
         self._broken = False
         self._window_open = False
+        self._pending_samples = 0  # train samples/batches counted since the last reading
+        self._pending_batches = 0
         self._train_paused = False
         self._advice_pending = False
         self._steps_since_log = 0
@@ -313,15 +312,16 @@ class _EnergyMonitorImpl:
                     "an int >= 0 (the number of samples in the batch)"
                 )
             return int(n)
+        # fast paths by exact type (the common cases; a few hundred ns): a tensor, or a
+        # tuple/list whose first item is a tensor - Lightning's extract_batch_size returns that
+        # tensor's first dimension too; anything else goes through extract_batch_size
         t = self._tensor_type
-        # fast paths: a tensor, or a tuple/list whose first item is a tensor (Lightning's
-        # extract_batch_size returns that tensor's first dimension too)
-        if isinstance(batch, t) and batch.ndim > 0:
-            return int(batch.shape[0])
-        if isinstance(batch, (tuple, list)) and batch:
-            first = batch[0]
-            if isinstance(first, t) and first.ndim > 0:
-                return int(first.shape[0])
+        kind = type(batch)
+        if kind is tuple or kind is list:
+            if batch and type(batch[0]) is t and batch[0].ndim:
+                return batch[0].shape[0]  # type: ignore[no-any-return]
+        elif kind is t and batch.ndim:
+            return batch.shape[0]  # type: ignore[no-any-return]
         assert self._extract_batch_size is not None
         try:
             return int(self._extract_batch_size(batch))
@@ -551,11 +551,19 @@ class _EnergyMonitorImpl:
             return None
         self._window_open = False
         try:
+            self._flush_batches()
             self._sync()
             return self.tracker.end_window()
         except Exception as e:  # noqa: BLE001 - measurement never kills training
             self._guard("ending a window", e)
             return None
+
+    def _flush_batches(self) -> None:
+        """Hand the train batches counted since the last reading to the tracker."""
+        if self._pending_batches:
+            samples, batches = self._pending_samples, self._pending_batches
+            self._pending_samples = self._pending_batches = 0
+            self.tracker.add_batch(samples, batches)  # type: ignore[union-attr]
 
     def _end_epoch(self) -> Any:
         if self._broken or self.tracker is None:
@@ -572,6 +580,7 @@ class _EnergyMonitorImpl:
         self._finished = True
         try:
             if self._window_open:
+                self._flush_batches()
                 self._sync()
             self._window_open = False
             summary = self.tracker.finish(status, error)  # type: ignore[arg-type]
@@ -623,36 +632,38 @@ class _EnergyMonitorImpl:
         self._ensure_started(trainer, pl_module, "fit")
 
     def on_train_epoch_start(self, trainer: Any, pl_module: Any) -> None:
-        t0 = time.perf_counter()
         self._train_paused = False
         self._start_window("train", trainer.current_epoch)
         self._steps_since_log = 0
         self._last_step_read_s = time.monotonic()
-        self.hook_time_s += time.perf_counter() - t0
 
     def on_train_batch_start(self, trainer: Any, pl_module: Any, batch: Any, batch_idx: int) -> None:
         if self._train_paused or self._advice_pending:
-            t0 = time.perf_counter()
             if self._train_paused:  # resume after a mid-epoch validation
                 self._train_paused = False
                 self._start_window("train", trainer.current_epoch)
             if self._advice_pending:
                 self._advice_pending = False
                 self._check_sizing(pl_module, batch)
-            self.hook_time_s += time.perf_counter() - t0
 
     def on_train_batch_end(
         self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
-        t0 = time.perf_counter()
-        n = self._batch_size(batch)
+        # the per-batch hot path: count samples and batches locally (handed to the tracker at
+        # the next reading), nothing else - no meter read, no clock, no call for the common
+        # batch shapes (the fast path of _batch_size, inlined)
         if self._window_open:
-            self.tracker.add_batch(n)  # type: ignore[union-attr]
+            kind = type(batch)
+            first = batch[0] if (kind is tuple or kind is list) and batch else None
+            if type(first) is self._tensor_type and first.ndim and self._batch_size_fn is None:
+                self._pending_samples += first.shape[0]
+            else:
+                self._pending_samples += self._batch_size(batch)
+            self._pending_batches += 1
             if self._log_every_n_steps is not None:
                 self._steps_since_log += 1
                 if self._steps_since_log >= self._log_every_n_steps:
                     self._step_log(trainer)
-        self.hook_time_s += time.perf_counter() - t0
 
     def _step_log(self, trainer: Any) -> None:
         now = time.monotonic()
@@ -661,6 +672,7 @@ class _EnergyMonitorImpl:
         self._steps_since_log = 0
         self._last_step_read_s = now
         try:
+            self._flush_batches()
             self._sync()
             rec = self.tracker.step_reading()  # type: ignore[union-attr]
         except Exception as e:  # noqa: BLE001 - measurement never kills training
@@ -680,13 +692,11 @@ class _EnergyMonitorImpl:
                 lg.log_metrics(metrics, step=trainer.global_step)
 
     def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
-        t0 = time.perf_counter()
         self._end_window()
         self._train_paused = False
         epoch = self._end_epoch()
         train = epoch.phases.get("train") if epoch is not None else None
         self._log_record(trainer, pl_module, train)
-        self.hook_time_s += time.perf_counter() - t0
 
     def _check_sizing(self, pl_module: Any, batch: Any) -> None:
         if self._global_rank != 0 or self.tracker is None:
@@ -724,12 +734,10 @@ class _EnergyMonitorImpl:
     def on_validation_start(self, trainer: Any, pl_module: Any) -> None:
         if trainer.sanity_checking:
             return
-        t0 = time.perf_counter()
         self._ensure_started(trainer, pl_module, "validate")
         if self._window_open:  # pause the train window: validation is its own phase
             self._end_window()
             self._train_paused = True
-        self.hook_time_s += time.perf_counter() - t0
 
     def on_validation_epoch_start(self, trainer: Any, pl_module: Any) -> None:
         if trainer.sanity_checking:
@@ -746,12 +754,10 @@ class _EnergyMonitorImpl:
     def on_validation_epoch_end(self, trainer: Any, pl_module: Any) -> None:
         if trainer.sanity_checking:
             return
-        t0 = time.perf_counter()
         rec = self._end_window()
         self._log_record(trainer, pl_module, rec)
         if _trainer_fn(trainer) == "validate":
             self._end_epoch()
-        self.hook_time_s += time.perf_counter() - t0
 
     # test ------------------------------------------------------------------------------------
     def on_test_start(self, trainer: Any, pl_module: Any) -> None:

@@ -569,18 +569,26 @@ class EnergyTracker:
         self._stack.append(_Window(phase, epoch))
         self._reset_step()
 
-    def add_batch(self, samples: int) -> None:
-        """Count one batch of ``samples`` samples in the open window. No meter read."""
+    def add_batch(self, samples: int, batches: int = 1) -> None:
+        """Count ``batches`` batches (default one) holding ``samples`` samples in all, in the
+        open window. No meter read.
+
+        Adapters on a per-batch hot path may count locally and hand over the sums before each
+        reading (``add_batch(sum_samples, batches=k)``): the result is the same.
+        """
         if not self._stack:
             raise WattwiseError(
                 "EnergyTracker.add_batch(): no window is open; call "
                 "start_window(phase, epoch) first"
             )
-        if samples < 0:
-            raise ConfigurationError(f"EnergyTracker.add_batch(samples={samples!r}): expected >= 0")
+        if samples < 0 or batches < 0:
+            raise ConfigurationError(
+                f"EnergyTracker.add_batch(samples={samples!r}, batches={batches!r}): "
+                "expected both >= 0"
+            )
         acc = self._stack[-1].acc
         acc.samples += samples
-        acc.batches += 1
+        acc.batches += batches
 
     def step_reading(self) -> StepRecord | None:
         """Step-level window: returns a record once ``min_window_s`` has passed since the last

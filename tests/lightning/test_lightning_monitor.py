@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 import signal
 import subprocess
 import sys
@@ -333,7 +332,6 @@ def test_both_packages_get_their_own_callback_class() -> None:
     assert type(pickle.loads(pickle.dumps(mon))) is EnergyMonitor
     mon2 = PLEnergyMonitor(print_summary=False)
     assert type(pickle.loads(pickle.dumps(mon2))) is PLEnergyMonitor
-    assert math.isfinite(mon.hook_time_s)
 
 
 def test_ddp_node_counters_counted_once(tmp_path: Path) -> None:
