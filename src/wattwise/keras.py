@@ -46,7 +46,6 @@ from wattwise.errors import (
     ConfigurationError,
     MeterUnavailableError,
     MeterWarning,
-    SizingWarning,
 )
 from wattwise.meters.base import Meter
 
@@ -880,7 +879,7 @@ class EnergyMonitor(keras.callbacks.Callback):  # type: ignore[misc]
         if self._global_rank != 0 or self.tracker is None:
             return
         try:
-            from wattwise.sizing import check_keras_model
+            from wattwise.sizing import check_keras_model, record_advice
         except ImportError as e:
             log.debug("EnergyMonitor: sizing check unavailable (%r)", e)
             return
@@ -902,19 +901,10 @@ class EnergyMonitor(keras.callbacks.Callback):  # type: ignore[misc]
                 hardware=self._hardware,
                 coefficients=self._coefficients,
             )
-            payload = advice.to_json()
-            if isinstance(payload, str):
-                import json
-
-                payload = json.loads(payload)
-            self.tracker.set_advice(payload)
         except Exception as e:  # noqa: BLE001 - the advice never breaks training
-            log.debug("EnergyMonitor: sizing check failed: %r", e)
+            log.info("EnergyMonitor: no sizing advice for this model: %r", e)
             return
-        if getattr(advice, "far", False):
-            text = advice.text()
-            warnings.warn(text, SizingWarning, stacklevel=2)
-            log.info("%s", text)  # for logging setups; the warning above is what prints
+        record_advice(self.tracker, advice)
 
 
 class _StepEnergyMonitor(EnergyMonitor):

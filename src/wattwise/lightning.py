@@ -43,7 +43,6 @@ from wattwise.errors import (
     ConfigurationError,
     MeterUnavailableError,
     MeterWarning,
-    SizingWarning,
 )
 from wattwise.meters.base import Meter
 
@@ -654,7 +653,7 @@ class _EnergyMonitorImpl:
         # batch shapes (the fast path of _batch_size, inlined)
         if self._window_open:
             kind = type(batch)
-            first = batch[0] if (kind is tuple or kind is list) and batch else None
+            first: Any = batch[0] if (kind is tuple or kind is list) and batch else None
             if type(first) is self._tensor_type and first.ndim and self._batch_size_fn is None:
                 self._pending_samples += first.shape[0]
             else:
@@ -702,7 +701,7 @@ class _EnergyMonitorImpl:
         if self._global_rank != 0 or self.tracker is None:
             return
         try:
-            from wattwise.sizing import check_torch_model
+            from wattwise.sizing import check_torch_model, record_advice
         except ImportError as e:
             log.debug("EnergyMonitor: sizing check unavailable (%r)", e)
             return
@@ -715,19 +714,10 @@ class _EnergyMonitorImpl:
                 hardware=self._hardware,
                 coefficients=self._coefficients,
             )
-            payload = advice.to_json()
-            if isinstance(payload, str):
-                import json
-
-                payload = json.loads(payload)
-            self.tracker.set_advice(payload)
         except Exception as e:  # noqa: BLE001 - the advice never breaks training
-            log.debug("EnergyMonitor: sizing check failed: %r", e)
+            log.info("EnergyMonitor: no sizing advice for this model: %r", e)
             return
-        if getattr(advice, "far", False):
-            text = advice.text()
-            warnings.warn(text, SizingWarning, stacklevel=2)
-            log.info("%s", text)  # for logging setups; the warning above is what prints
+        record_advice(self.tracker, advice)
 
     # ------------------------------------------------------------------------------------------
     # validation (inside fit, or trainer.validate)

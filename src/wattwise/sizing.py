@@ -18,13 +18,14 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from wattwise.errors import ConfigurationError, WattwiseWarning
+from wattwise.errors import ConfigurationError, SizingWarning, WattwiseWarning
 from wattwise.hardware import detect_hierarchy
 from wattwise.model.advise import Advice, advise
 from wattwise.model.coefficients import Coefficients, preset
 from wattwise.model.hierarchy import Hierarchy
 
 __all__ = [
+    "record_advice",
     "check_keras_model",
     "check_torch_model",
     "check_working_sets",
@@ -143,3 +144,17 @@ def check_keras_model(
 def _check_batch_size(batch_size: object) -> None:
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ConfigurationError(f"batch_size={batch_size!r} must be a positive int")
+
+
+def record_advice(tracker: Any, advice: Advice) -> None:
+    """What both callbacks do with the advice at training start: put its JSON form in the run
+    summary and, when the backward working set is far from every cache boundary, warn once
+    (:class:`~wattwise.errors.SizingWarning`; also logged at INFO on the ``wattwise`` logger for
+    logging setups - the warning is what prints)."""
+    tracker.set_advice(advice.to_json())
+    if advice.far:
+        text = advice.text()
+        warnings.warn(text, SizingWarning, stacklevel=3)
+        import logging
+
+        logging.getLogger("wattwise").info("%s", text)
