@@ -3,8 +3,10 @@
     .venv/bin/python benchmarks/tracker_overhead.py
 
 Prints the per-batch cost of ``add_batch()`` + ``step_reading()`` when no step reading is due
-(median of 7 runs of 200,000 batches) and the per-epoch cost of a one-batch epoch without a
-summary file, for epochs 0-2,000 and 2,000-4,000 (must not grow with the number of epochs).
+(median of 7 runs of 200,000 batches) and the per-epoch cost on the training thread of a
+one-batch epoch, without and with a summary file (rewritten after every epoch by the background
+writer), for epochs 0-2,000 and 2,000-4,000 (must not grow with the number of epochs), and how
+many epoch records the file holds right after the last epoch and after ``flush()``.
 Results are recorded in docs/tracker.md.
 """
 
@@ -52,6 +54,27 @@ def main() -> None:
     tracker.finish()
     print(
         f"one-batch epoch, no summary file: {a:.1f} us/epoch (epochs 0-2k), {b:.1f} us/epoch (2k-4k)"
+    )
+    import json
+    import tempfile
+    from pathlib import Path
+
+    with tempfile.TemporaryDirectory() as d:
+        path = Path(d) / "run.json"
+        tracker = EnergyTracker([FakeMeter(("gpu:0",))], summary_path=path)
+        tracker.start()
+        a = per_epoch_us(tracker, 0, 2000)
+        b = per_epoch_us(tracker, 2000, 2000)
+        on_disk = len(json.loads(path.read_text())["epochs"])
+        t0 = time.perf_counter()
+        tracker.flush()
+        flush_ms = (time.perf_counter() - t0) * 1e3
+        after = len(json.loads(path.read_text())["epochs"])
+        tracker.finish()
+    print(
+        f"one-batch epoch, summary file after every epoch: {a:.1f} us/epoch (epochs 0-2k), "
+        f"{b:.1f} us/epoch (2k-4k); on disk right after epoch 4,000: {on_disk} epochs, "
+        f"after flush() ({flush_ms:.0f} ms): {after}"
     )
 
 

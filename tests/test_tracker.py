@@ -43,7 +43,6 @@ def started(*meters: FakeMeter, **kwargs: Any) -> EnergyTracker:
         ({"min_window_s": -1.0}, "min_window_s=-1.0"),
         ({"min_window_s": float("inf")}, "min_window_s"),
         ({"idle_baseline_s": -2}, "idle_baseline_s=-2"),
-        ({"summary_interval_s": "1"}, "summary_interval_s='1'"),
         ({"carbon_intensity_g_per_kwh": -5.0}, "carbon_intensity_g_per_kwh=-5.0"),
         ({"carbon_intensity_g_per_kwh": 300.0, "country_iso_code": "FRA"}, "not both"),
         ({"country_iso_code": "France"}, "country_iso_code='France'"),
@@ -450,7 +449,7 @@ def test_country_with_codecarbon_gives_co2() -> None:
 def test_summary_written_at_start_epochs_and_finish(tmp_path: Path) -> None:
     path = tmp_path / "deep" / "run.json"
     m = FakeMeter(("gpu:0",))
-    t = EnergyTracker([m], summary_path=path, run_name="r1", summary_interval_s=0.0)
+    t = EnergyTracker([m], summary_path=path, run_name="r1")
     t.start(hardware={"gpu": "FakeGPU"}, metadata={"batch_size": 8})
     s = json.loads(path.read_text())
     assert s["status"] == "running" and s["schema_version"] == 1 and s["epochs"] == []
@@ -462,6 +461,7 @@ def test_summary_written_at_start_epochs_and_finish(tmp_path: Path) -> None:
         m.advance(8.0)
         t.end_window()
         t.end_epoch()
+        assert t.flush()  # the background writer has caught up
         s = json.loads(path.read_text())
         assert len(s["epochs"]) == epoch + 1 and s["epochs"][-1]["phases"]["train"]["joules"] == 8.0
     t.set_advice({"verdict": "fine"})
@@ -476,18 +476,29 @@ def test_summary_written_at_start_epochs_and_finish(tmp_path: Path) -> None:
     assert [p.name for p in path.parent.iterdir()] == ["run.json"]  # no temp files left
 
 
-def test_summary_interval_throttles_epoch_writes(tmp_path: Path) -> None:
+def test_summary_rewritten_after_every_epoch_without_blocking(tmp_path: Path) -> None:
+    """The file follows every epoch (the writer coalesces when the disk is slower than the
+    epochs, but always ends on the newest state), and is valid JSON whenever it is read."""
     path = tmp_path / "run.json"
     m = FakeMeter()
-    t = EnergyTracker([m], summary_path=path, summary_interval_s=3600.0)
+    t = EnergyTracker([m], summary_path=path)
     t.start()
-    for epoch in range(50):
+    seen = []
+    for epoch in range(200):
         t.start_window("train", epoch)
+        t.add_batch(4)
+        m.advance(1.0)
         t.end_window()
         t.end_epoch()
-    assert json.loads(path.read_text())["epochs"] == []
-    assert len(t.finish()["epochs"]) == 50
-    assert len(json.loads(path.read_text())["epochs"]) == 50
+        seen.append(len(json.loads(path.read_text())["epochs"]))  # never half a file
+    assert seen == sorted(seen)  # never goes back
+    assert t.flush()
+    on_disk = json.loads(path.read_text())
+    assert len(on_disk["epochs"]) == 200 and on_disk["status"] == "running"
+    assert [e["epoch"] for e in on_disk["epochs"]] == list(range(200))
+    assert on_disk["epochs"][-1]["phases"]["train"]["joules"] == 1.0
+    final = t.finish()
+    assert json.loads(path.read_text()) == final and len(final["epochs"]) == 200
 
 
 def test_failed_and_interrupted_status(tmp_path: Path) -> None:
@@ -520,7 +531,7 @@ def test_atexit_marks_unfinished_run_interrupted(tmp_path: Path) -> None:
         from wattwise import EnergyTracker
         from wattwise.testing import FakeMeter
         m = FakeMeter()
-        t = EnergyTracker([m], summary_path={str(path)!r}, summary_interval_s=3600)
+        t = EnergyTracker([m], summary_path={str(path)!r})
         t.start()
         t.start_window("train", 0)
         m.advance(5.0)
@@ -534,6 +545,44 @@ def test_atexit_marks_unfinished_run_interrupted(tmp_path: Path) -> None:
     assert s["status"] == "interrupted"
     assert s["totals"]["run"]["joules"] == 7.0
     assert [e["epoch"] for e in s["epochs"]] == [0, 1]
+
+
+def test_hard_kill_keeps_every_finished_epoch(tmp_path: Path) -> None:
+    """SIGKILL (no atexit, no finish) right after an epoch: the file still holds it."""
+    path = tmp_path / "run.json"
+    code = textwrap.dedent(f"""
+        import sys, time
+        from wattwise import EnergyTracker
+        from wattwise.testing import FakeMeter
+        m = FakeMeter()
+        t = EnergyTracker([m], summary_path={str(path)!r})
+        t.start()
+        for epoch in range(20):
+            t.start_window("train", epoch)
+            m.advance(1.0)
+            t.end_epoch()
+        t.start_window("train", 20)  # the epoch in flight when the process dies
+        print("ready", flush=True)
+        time.sleep(60)
+    """)
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+        deadline = time.monotonic() + 10.0  # the background writer's last write lands
+        while time.monotonic() < deadline:
+            try:
+                if len(json.loads(path.read_text())["epochs"]) == 20:
+                    break
+            except (OSError, ValueError):
+                pass
+            time.sleep(0.05)
+    finally:
+        proc.kill()
+        proc.wait(timeout=30)
+    s = json.loads(path.read_text())
+    assert s["status"] == "running"  # nobody could say otherwise
+    assert [e["epoch"] for e in s["epochs"]] == list(range(20))
+    assert sum(e["joules"] for e in s["epochs"]) == 20.0
 
 
 def test_state_dict_resumes_totals() -> None:

@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import threading
+import uuid
 from collections.abc import Mapping
 from os import PathLike
 from pathlib import Path
@@ -17,7 +19,7 @@ from typing import Any
 
 from wattwise.errors import ConfigurationError
 
-__all__ = ["SCHEMA_VERSION", "read_summary", "write_json_atomic"]
+__all__ = ["SCHEMA_VERSION", "SummaryFile", "epoch_json", "read_summary", "write_json_atomic"]
 
 SCHEMA_VERSION = 1
 """Version of the run-summary JSON schema written by :class:`~wattwise.EnergyTracker`."""
@@ -38,9 +40,11 @@ def write_json_atomic(path: str | PathLike[str], data: Mapping[str, Any]) -> Non
         OSError: when the folder or file cannot be written.
         ValueError: when ``data`` holds NaN/infinity or something not JSON-serialisable.
     """
-    dest = Path(path)
+    _write_text_atomic(Path(path), json.dumps(data, indent=1, allow_nan=False, default=_json_default))
+
+
+def _write_text_atomic(dest: Path, text: str) -> None:
     dest.parent.mkdir(parents=True, exist_ok=True)
-    text = json.dumps(data, indent=1, allow_nan=False, default=_json_default)
     fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
@@ -65,6 +69,98 @@ def write_json_atomic(path: str | PathLike[str], data: Mapping[str, Any]) -> Non
         pass
     finally:
         os.close(dir_fd)
+
+
+class SummaryFile:
+    """One run-summary file, rewritten atomically by a background thread after every epoch.
+
+    The training thread hands over the summary's small part (everything but the epoch list) and
+    how many epoch records are complete; the writer thread turns them into JSON, joins the
+    epoch records (each serialised once, when its epoch ended), writes a temporary file, fsyncs
+    and renames it over the summary. Requests coalesce: when the disk is slower than the
+    epochs, the writer skips to the newest state, which holds every finished epoch. So the
+    training thread never waits on the disk, a crash loses at most the epochs of the write in
+    flight, and :meth:`write_now` (at finish) writes synchronously after any write in flight.
+
+    Args:
+        path: the summary file.
+    """
+
+    def __init__(self, path: str | PathLike[str]) -> None:
+        self.path = Path(path)
+        self.error: BaseException | None = None  # the first failed background write
+        self._cond = threading.Condition()
+        self._pending: tuple[dict[str, Any], list[str], int] | None = None
+        self._busy = False
+        self._closed = False
+        self._thread: threading.Thread | None = None
+        self._placeholder = f"wattwise-epochs-{uuid.uuid4().hex}"
+
+    def submit(self, head: dict[str, Any], epochs_json: list[str], n_epochs: int) -> None:
+        """Ask for a rewrite with ``head`` and the first ``n_epochs`` of ``epochs_json``
+        (JSON texts of epoch records; the list may grow meanwhile, but must not change)."""
+        with self._cond:
+            self._pending = (head, epochs_json, n_epochs)
+            if self._thread is None and not self._closed:
+                self._thread = threading.Thread(
+                    target=self._run, name="wattwise-summary", daemon=True
+                )
+                self._thread.start()
+            self._cond.notify()
+
+    def write_now(self, head: dict[str, Any], epochs_json: list[str], n_epochs: int) -> None:
+        """Write on this thread, after the write in flight (if any); raises on failure."""
+        with self._cond:
+            self._pending = None
+            while self._busy:
+                self._cond.wait()
+        self._write(head, epochs_json, n_epochs)
+
+    def flush(self, timeout_s: float = 30.0) -> bool:
+        """Wait until every requested write is on disk; False if ``timeout_s`` ran out."""
+        with self._cond:
+            return self._cond.wait_for(
+                lambda: self._pending is None and not self._busy, timeout=timeout_s
+            )
+
+    def close(self) -> None:
+        """Stop the writer thread (pending requests are dropped: call write_now first)."""
+        with self._cond:
+            self._closed = True
+            self._pending = None
+            self._cond.notify_all()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout=10.0)
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while self._pending is None and not self._closed:
+                    self._cond.wait()
+                if self._pending is None:
+                    return
+                job, self._pending, self._busy = self._pending, None, True
+            try:
+                self._write(*job)
+            except Exception as e:  # noqa: BLE001 - reported by the tracker, never raised here
+                if self.error is None:
+                    self.error = e
+            finally:
+                with self._cond:
+                    self._busy = False
+                    self._cond.notify_all()
+
+    def _write(self, head: dict[str, Any], epochs_json: list[str], n_epochs: int) -> None:
+        text = json.dumps(
+            {**head, "epochs": self._placeholder}, indent=1, allow_nan=False, default=_json_default
+        )
+        epochs = "[" + ",\n  ".join(epochs_json[:n_epochs]) + "]"
+        _write_text_atomic(self.path, text.replace(f'"{self._placeholder}"', epochs, 1))
+
+
+def epoch_json(record: Mapping[str, Any]) -> str:
+    """One epoch record as compact JSON, for :class:`SummaryFile` (NaN/infinity refused)."""
+    return json.dumps(record, allow_nan=False, default=_json_default)
 
 
 def _json_default(obj: object) -> object:

@@ -250,11 +250,6 @@ class EnergyTracker:
             (RAPL, codecarbon) are not counted once per rank.
         gpu_devices: CUDA logical device indices this process uses (for NVML), None = all visible.
         run_name: a name for the run summary.
-        summary_interval_s: the summary file is rewritten at :meth:`end_epoch` at most every
-            this many seconds (default 2.0; 0 = every epoch), and always at :meth:`start` and
-            :meth:`finish`. Writes are further spaced so that they take at most ~5 % of the
-            run time. A crash loses at most this interval of epoch records.
-
     Raises:
         ConfigurationError: on any bad argument, naming it and the value.
 
@@ -287,7 +282,6 @@ class EnergyTracker:
         node_meters: bool = True,
         gpu_devices: Sequence[int] | None = None,
         run_name: str | None = None,
-        summary_interval_s: float = 2.0,
     ) -> None:
         self._names: list[str] | str
         self._instances: list[Meter] = []
@@ -321,7 +315,6 @@ class EnergyTracker:
             )
         self._min_window_s = _check_seconds("min_window_s", min_window_s)
         self._idle_baseline_s = _check_seconds("idle_baseline_s", idle_baseline_s)
-        self._summary_interval_s = _check_seconds("summary_interval_s", summary_interval_s)
         if carbon_intensity_g_per_kwh is not None and country_iso_code is not None:
             raise ConfigurationError(
                 f"EnergyTracker(carbon_intensity_g_per_kwh={carbon_intensity_g_per_kwh!r}, "
@@ -410,8 +403,8 @@ class EnergyTracker:
         self._started_at: str | None = None
         self._finished_at: str | None = None
         self._t0 = 0.0
-        self._last_write = -math.inf
-        self._write_cost_s = 0.0
+        self._summary_file: Any = None  # wattwise.summary.SummaryFile, opened by start()
+        self._epoch_json: list[str] = []  # each finished epoch record, serialised once
         self._write_warned = False
         self._final: dict[str, Any] | None = None
         self._atexit: Any = None
@@ -523,7 +516,11 @@ class EnergyTracker:
             self._measure_idle()
         self._atexit = functools.partial(_atexit_finish, weakref.ref(self))
         atexit.register(self._atexit)
-        self._write(force=True)
+        if self._summary_path is not None:
+            from wattwise.summary import SummaryFile
+
+            self._summary_file = SummaryFile(self._summary_path)
+        self._write(now=True)
 
     def _measure_idle(self) -> None:
         before = self._other.state()
@@ -635,8 +632,9 @@ class EnergyTracker:
     def end_epoch(self) -> EpochRecord:
         """Close the epoch, add it to the summary and rewrite the summary file atomically.
 
-        Open windows are closed first. Several windows of one phase are summed. The file is
-        rewritten at most every ``summary_interval_s`` seconds.
+        Open windows are closed first. Several windows of one phase are summed. The summary
+        file is rewritten by a background thread (see :class:`wattwise.summary.SummaryFile`),
+        so the training thread never waits on the disk; :meth:`flush` waits for it.
         """
         self._require_running("end_epoch()")
         rec = self._close_epoch()
@@ -655,7 +653,16 @@ class EnergyTracker:
             joules=sum(known) if known else None,
             seconds=sum(r.seconds for r in phases.values()),
         )
-        self._epochs.append(rec.to_dict())
+        record = rec.to_dict()
+        self._epochs.append(record)
+        if self._summary_file is not None:
+            from wattwise.summary import epoch_json
+
+            try:
+                self._epoch_json.append(epoch_json(record))
+            except (TypeError, ValueError) as e:  # never: records hold floats, ints, None
+                self._epoch_json.append("null")
+                self._warn_write(e)
         self._epochs_done += 1
         self._epoch_accs = {}
         self._epoch_num = None
@@ -695,7 +702,9 @@ class EnergyTracker:
         self._error = None if error is None else f"{type(error).__name__}: {error}"
         self._finished_at = _now_iso()
         self._final = self.summary()
-        self._write(force=True, data=self._final)
+        self._write(now=True)
+        if self._summary_file is not None:
+            self._summary_file.close()
         return self._final
 
     # internals -----------------------------------------------------------------------------
@@ -814,30 +823,38 @@ class EnergyTracker:
             else None,
         )
 
-    def _write(self, *, force: bool = False, data: dict[str, Any] | None = None) -> None:
-        if self._summary_path is None:
+    def _write(self, *, now: bool = False) -> None:
+        """Rewrite the summary file: on this thread when ``now`` (start, finish), else by the
+        background writer. A failure warns once; training continues."""
+        f = self._summary_file
+        if f is None:
             return
-        now = _monotonic()
-        spacing = self._summary_interval_s and max(
-            self._summary_interval_s, 20.0 * self._write_cost_s
-        )
-        if not force and now - self._last_write < spacing:
+        if f.error is not None:
+            self._warn_write(f.error)
+        head = self._final if self._final is not None else self._summary_dict(epochs=None)
+        n = len(self._epoch_json)
+        if not now:
+            f.submit(head, self._epoch_json, n)
             return
-        from wattwise.summary import write_json_atomic
-
         try:
-            write_json_atomic(self._summary_path, data if data is not None else self.summary())
+            f.write_now(head, self._epoch_json, n)
         except (OSError, ValueError, TypeError) as e:
-            if not self._write_warned:
-                self._write_warned = True
-                warnings.warn(
-                    f"EnergyTracker(summary_path={self._summary_path!r}): cannot write "
-                    f"the run summary ({type(e).__name__}: {e}); training continues",
-                    WattwiseWarning,
-                    stacklevel=3,
-                )
-        self._last_write = _monotonic()
-        self._write_cost_s = self._last_write - now
+            self._warn_write(e)
+
+    def _warn_write(self, e: BaseException) -> None:
+        if not self._write_warned:
+            self._write_warned = True
+            warnings.warn(
+                f"EnergyTracker(summary_path={self._summary_path!r}): cannot write "
+                f"the run summary ({type(e).__name__}: {e}); training continues",
+                WattwiseWarning,
+                stacklevel=4,
+            )
+
+    def flush(self, timeout_s: float = 30.0) -> bool:
+        """Wait until the summary file holds every finished epoch (the background writer has
+        caught up); returns False if ``timeout_s`` seconds ran out first."""
+        return True if self._summary_file is None else bool(self._summary_file.flush(timeout_s))
 
     # queries -------------------------------------------------------------------------------
     @property
@@ -897,6 +914,9 @@ class EnergyTracker:
 
     def summary(self) -> dict[str, Any]:
         """The run summary as a JSON-serialisable dict (schema in docs/summary-schema.md)."""
+        return self._summary_dict(epochs=list(self._epochs))
+
+    def _summary_dict(self, epochs: list[dict[str, Any]] | None) -> dict[str, Any]:
         from wattwise import __version__
         from wattwise.summary import SCHEMA_VERSION
 
@@ -929,7 +949,6 @@ class EnergyTracker:
             "metadata": self._metadata,
             "config": {
                 "min_window_s": self._min_window_s,
-                "summary_interval_s": self._summary_interval_s,
                 "node_meters": self._node_meters,
                 "gpu_devices": self._gpu_devices,
             },
@@ -942,7 +961,7 @@ class EnergyTracker:
             else {"epochs": self._restored["epochs"]},
             "epochs_completed": self._epochs_done
             + (self._restored["epochs"] if self._restored else 0),
-            "epochs": list(self._epochs),
+            "epochs": epochs,
             "totals": {
                 "phases": {p: r.to_dict() for p, r in totals.items()},
                 "other": other.to_dict(),
@@ -960,7 +979,7 @@ class EnergyTracker:
         self._advice = dict(advice)
         if self._final is not None:
             self._final["advice"] = self._advice
-            self._write(force=True, data=self._final)
+            self._write(now=True)
 
     def state_dict(self) -> dict[str, Any]:
         """Cumulative totals for checkpoints (per phase and ``other``, plus the epoch count)."""

@@ -259,8 +259,8 @@ def test_interrupted_fit_with_context_manager(tmp_path: Path) -> None:
 
 
 def test_summary_on_disk_during_the_run(tmp_path: Path) -> None:
-    """The summary exists (status running) from train start; the tracker rewrites it at epoch
-    ends at most every summary_interval_s (2 s), and finish writes the final one."""
+    """The summary exists (status running) from train start; the tracker rewrites it after
+    every epoch (background writer), and finish writes the final one."""
     path = tmp_path / "run.json"
     seen: list[str] = []
 
