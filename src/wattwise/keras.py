@@ -380,7 +380,9 @@ class EnergyMonitor(keras.callbacks.Callback):  # type: ignore[misc]
         log_every_n_steps: step-level energy every this many training batches, at the earliest
             ``min_window_s`` after the previous step window; None (default) = off.
         min_window_s: shortest step-level window, in seconds (default 1.0).
-        summary_path: where the run summary JSON is written; None (default) writes none.
+        summary_path: where the run summary JSON is written (rewritten after every epoch,
+            final at the end); ``"auto"`` (default) = ``wattwise_summary.json`` in ``log_dir``
+            when one is given, else none; None writes none.
         idle_baseline_s: seconds of idle power measured at train start (default 0.0 = off).
         advice: run the cache-aware sizing check at train start and warn
             (:class:`~wattwise.errors.SizingWarning`, once) when the working set is far from a
@@ -429,7 +431,7 @@ class EnergyMonitor(keras.callbacks.Callback):  # type: ignore[misc]
         log_dir: str | PathLike[str] | None = None,
         log_every_n_steps: int | None = None,
         min_window_s: float = 1.0,
-        summary_path: str | PathLike[str] | None = None,
+        summary_path: str | PathLike[str] | None = "auto",
         idle_baseline_s: float = 0.0,
         advice: bool = True,
         coefficients: Any = None,
@@ -465,7 +467,7 @@ class EnergyMonitor(keras.callbacks.Callback):  # type: ignore[misc]
         self._tracker_kwargs: dict[str, Any] = {
             "meters": meters if isinstance(meters, str) else list(meters),
             "min_window_s": min_window_s,
-            "summary_path": summary_path,
+            "summary_path": None if summary_path == "auto" else summary_path,
             "idle_baseline_s": idle_baseline_s,
             "carbon_intensity_g_per_kwh": carbon_intensity_g_per_kwh,
             "country_iso_code": country_iso_code,
@@ -474,6 +476,8 @@ class EnergyMonitor(keras.callbacks.Callback):  # type: ignore[misc]
         from wattwise.tracker import EnergyTracker
 
         EnergyTracker(**self._tracker_kwargs)  # validates the shared arguments (and only that)
+        if summary_path == "auto" and log_dir is not None:
+            self._tracker_kwargs["summary_path"] = Path(log_dir) / "wattwise_summary.json"
         self._log_dir = Path(log_dir) if log_dir is not None else None
         self._log_every_n_steps = log_every_n_steps
         self._min_window_s = float(min_window_s)

@@ -121,7 +121,10 @@ _DOC = """Measure the energy of training, validation, test and predict; log it p
         log_every_n_steps: log step-level energy every this many training batches (at the
             earliest ``min_window_s`` after the previous step window); None (default) = off.
         min_window_s: shortest step-level window, in seconds (default 1.0).
-        summary_path: where the run summary JSON is written; None (default) writes none.
+        summary_path: where the run summary JSON is written (rewritten after every epoch,
+            final at the end, status ``failed``/``interrupted`` on errors); ``"auto"`` (default)
+            = ``wattwise_summary.json`` in ``trainer.log_dir`` (next to the logger's files or
+            checkpoints); None writes none.
         idle_baseline_s: seconds of idle power measured at fit start (default 0.0 = off).
         advice: run the cache-aware sizing check on the real model and first batch at fit
             start and warn (:class:`~wattwise.errors.SizingWarning`) when the backward working
@@ -179,7 +182,7 @@ class _EnergyMonitorImpl:
         *,
         log_every_n_steps: int | None = None,
         min_window_s: float = 1.0,
-        summary_path: str | PathLike[str] | None = None,
+        summary_path: str | PathLike[str] | None = "auto",
         idle_baseline_s: float = 0.0,
         advice: bool = True,
         coefficients: Any = None,
@@ -208,7 +211,7 @@ class _EnergyMonitorImpl:
         self._tracker_kwargs: dict[str, Any] = dict(
             meters=meters if isinstance(meters, str) else list(meters),
             min_window_s=min_window_s,
-            summary_path=summary_path,
+            summary_path=None if summary_path == "auto" else summary_path,
             idle_baseline_s=idle_baseline_s,
             carbon_intensity_g_per_kwh=carbon_intensity_g_per_kwh,
             country_iso_code=country_iso_code,
@@ -218,6 +221,7 @@ class _EnergyMonitorImpl:
         from wattwise.tracker import EnergyTracker
 
         EnergyTracker(**self._tracker_kwargs)
+        self._summary_auto = summary_path == "auto"
         self._log_every_n_steps = log_every_n_steps
         self._min_window_s = float(min_window_s)
         self._advice = advice
@@ -264,6 +268,8 @@ class _EnergyMonitorImpl:
             gpu_devices = []  # CPU DDP: GPUs (if any) are read by local rank 0 only
         else:
             gpu_devices = None
+        if self._summary_auto:  # trainer.log_dir: the same folder on every rank (broadcast)
+            kwargs["summary_path"] = Path(trainer.log_dir or ".") / "wattwise_summary.json"
         path = kwargs.get("summary_path")
         if path is not None and global_rank != 0:
             p = Path(path)

@@ -170,6 +170,9 @@ def test_log_dir_event_files(tmp_path: Path) -> None:
     assert not any(t.startswith("epoch_val_") for t in val)
     files = list((tmp_path / "train").glob("events.out.tfevents.*.wattwise"))
     assert len(files) == 1
+    # summary_path="auto" with a log_dir: the run summary lands beside the event files
+    summary = json.loads((tmp_path / "wattwise_summary.json").read_text())
+    assert summary["status"] == "completed" and summary["epochs_completed"] == 2
 
 
 def test_keras_tensorboard_callback_records_keys(tmp_path: Path) -> None:

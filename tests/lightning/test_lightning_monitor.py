@@ -305,6 +305,17 @@ def test_meter_named_but_unavailable_raises_before_the_first_step(
     assert steps == []
 
 
+def test_default_summary_lands_in_the_trainer_log_dir(api: Api, tmp_path: Path) -> None:
+    meter = FakeMeter((DOMAIN,), joules_per_read=1.0)
+    trainer = api.trainer(tmp_path, callbacks=[monitor(api, meter)])  # summary_path="auto"
+    trainer.fit(make_module(api), loader(10))
+    path = Path(trainer.log_dir) / "wattwise_summary.json"
+    assert path.parent == tmp_path / "tb" / "version_0"
+    s = json.loads(path.read_text())
+    assert s["status"] == "completed" and s["epochs_completed"] == 2
+    assert [e["phases"]["train"]["samples"] for e in s["epochs"]] == [10, 10]
+
+
 def test_import_wattwise_lightning_imports_no_framework() -> None:
     code = (
         "import sys, wattwise, wattwise.lightning;"
