@@ -42,10 +42,10 @@ from typing import TYPE_CHECKING, Any
 
 import keras
 
+from wattwise._adapter import AdapterMixin, rank_summary_path
 from wattwise.errors import (
     ConfigurationError,
     MeterUnavailableError,
-    MeterWarning,
 )
 from wattwise.meters.base import Meter
 
@@ -326,7 +326,7 @@ def _zeros_batch(model: Any, batch_size: int) -> Any:
 # ----------------------------------------------------------------------------------------------
 
 
-class EnergyMonitor(keras.callbacks.Callback):  # type: ignore[misc]
+class EnergyMonitor(keras.callbacks.Callback, AdapterMixin):  # type: ignore[misc]
     """Measure the energy of Keras training and validation; write it into the epoch ``logs``.
 
     Joules come from hardware counters (NVML for GPUs, RAPL for CPUs) read at window boundaries
@@ -523,25 +523,10 @@ class EnergyMonitor(keras.callbacks.Callback):  # type: ignore[misc]
         kwargs = dict(self._tracker_kwargs)
         global_rank, local_rank = _ranks()
         self._global_rank = global_rank
-        path = kwargs.get("summary_path")
-        if path is not None and global_rank != 0:
-            p = Path(path)
-            kwargs["summary_path"] = p.with_name(f"{p.stem}.rank{global_rank}{p.suffix}")
+        kwargs["summary_path"] = rank_summary_path(kwargs.get("summary_path"), global_rank)
         # gpu_devices=None: NVML covers every visible GPU, i.e. every device a tf.distribute
         # strategy or keras.distribution uses on this node.
         return EnergyTracker(**kwargs, node_meters=local_rank == 0, gpu_devices=None)
-
-    def _guard(self, what: str, exc: BaseException) -> None:
-        """Measurement never kills training: report once, stop measuring, keep what we have."""
-        if not self._broken:
-            warnings.warn(
-                f"EnergyMonitor: {what} failed ({type(exc).__name__}: {exc}); energy measurement "
-                "stops here, training continues and what was measured is kept",
-                MeterWarning,
-                stacklevel=3,
-            )
-            log.info("EnergyMonitor: %s failed: %r", what, exc)  # the warning above prints
-        self._broken = True
 
     def _iterations(self) -> int | None:
         opt = getattr(self.model, "optimizer", None)
@@ -847,19 +832,6 @@ class EnergyMonitor(keras.callbacks.Callback):  # type: ignore[misc]
             return
         status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
         self._print(self._finish(status, exc))
-
-    def _print(self, summary: Mapping[str, Any] | None) -> None:
-        if not self._print_summary or summary is None or self._global_rank != 0:
-            return
-        try:
-            from wattwise.console import format_run_table
-        except ImportError as e:
-            log.debug("EnergyMonitor: no console table (%r)", e)
-            return
-        try:
-            print(format_run_table(summary))
-        except Exception as e:  # noqa: BLE001
-            log.debug("EnergyMonitor: console table failed: %r", e)
 
     # ------------------------------------------------------------------------------------------
     # TensorBoard (wattwise's own writer), sizing

@@ -33,16 +33,15 @@ import math
 import sys
 import time
 import types
-import warnings
 from collections.abc import Callable, Mapping, Sequence
 from os import PathLike
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from wattwise._adapter import AdapterMixin, rank_summary_path
 from wattwise.errors import (
     ConfigurationError,
     MeterUnavailableError,
-    MeterWarning,
 )
 from wattwise.meters.base import Meter
 
@@ -171,7 +170,7 @@ def _is_int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-class _EnergyMonitorImpl:
+class _EnergyMonitorImpl(AdapterMixin):
     """The framework-free body of ``EnergyMonitor``; see the built classes for the docs."""
 
     _package: str = "lightning.pytorch"  # set by the built subclasses
@@ -270,10 +269,7 @@ class _EnergyMonitorImpl:
             gpu_devices = None
         if self._summary_auto:  # trainer.log_dir: the same folder on every rank (broadcast)
             kwargs["summary_path"] = Path(trainer.log_dir or ".") / "wattwise_summary.json"
-        path = kwargs.get("summary_path")
-        if path is not None and global_rank != 0:
-            p = Path(path)
-            kwargs["summary_path"] = p.with_name(f"{p.stem}.rank{global_rank}{p.suffix}")
+        kwargs["summary_path"] = rank_summary_path(kwargs.get("summary_path"), global_rank)
         meters = kwargs["meters"]
         if local_rank != 0 and not isinstance(meters, str):
             # node-wide meter instances (RAPL, codecarbon) are read by local rank 0 only
@@ -294,18 +290,6 @@ class _EnergyMonitorImpl:
             import torch
 
             torch.cuda.synchronize(self._cuda_device)
-
-    def _guard(self, what: str, exc: BaseException) -> None:
-        """Measurement never kills training: report once, stop measuring, keep what we have."""
-        if not self._broken:
-            warnings.warn(
-                f"EnergyMonitor: {what} failed ({type(exc).__name__}: {exc}); energy measurement "
-                "stops here, training continues and what was measured is kept",
-                MeterWarning,
-                stacklevel=3,
-            )
-            log.info("EnergyMonitor: %s failed: %r", what, exc)  # the warning above prints
-        self._broken = True
 
     def _batch_size(self, batch: Any) -> int:
         fn = self._batch_size_fn
@@ -594,19 +578,6 @@ class _EnergyMonitorImpl:
         except Exception as e:  # noqa: BLE001 - measurement never kills training
             self._guard("writing the run summary", e)
             return None
-
-    def _print(self, summary: Mapping[str, Any] | None) -> None:
-        if not self._print_summary or summary is None or self._global_rank != 0:
-            return
-        try:
-            from wattwise.console import format_run_table
-        except ImportError as e:  # console module not available
-            log.debug("EnergyMonitor: no console table (%r)", e)
-            return
-        try:
-            print(format_run_table(summary))
-        except Exception as e:  # noqa: BLE001 - measurement never kills training
-            log.debug("EnergyMonitor: console table failed: %r", e)
 
     def teardown(self, trainer: Any, pl_module: Any, stage: str) -> None:
         summary = self._finish("completed")
