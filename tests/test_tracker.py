@@ -712,3 +712,17 @@ def test_docs_example_runs(
     s = json.loads((tmp_path / "runs" / "custom-loop.json").read_text())
     assert s["status"] == "completed" and len(s["epochs"]) == 3
     assert s["totals"]["phases"]["train"]["samples"] == 3 * 512
+
+
+def test_phase_record_from_sums_derives_ratios_and_never_divides_by_zero() -> None:
+    from wattwise.tracker import PhaseRecord
+
+    r = PhaseRecord.from_sums("train", 0, joules=12.0, joules_by_domain={"gpu:0": 12.0},
+                              seconds=4.0, samples=6, batches=3, estimated=False)
+    assert (r.joules_per_sample, r.joules_per_batch, r.watts) == (2.0, 4.0, 3.0)
+    empty = PhaseRecord.from_sums("validate", 0, joules=1.0, joules_by_domain={},
+                                  seconds=0.0, samples=0, batches=0, estimated=True)
+    assert (empty.joules_per_sample, empty.joules_per_batch, empty.watts) == (None, None, None)
+    unknown = PhaseRecord.from_sums("train", 1, joules=None, joules_by_domain={"gpu:0": None},
+                                    seconds=2.0, samples=4, batches=1, estimated=False)
+    assert unknown.joules_per_sample is None and unknown.watts is None

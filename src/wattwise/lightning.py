@@ -399,18 +399,15 @@ class _EnergyMonitorImpl(AdapterMixin):
             domains[d] = total(8 + i)
         if rec is None:
             return None
-        return PhaseRecord(
-            phase=phase,
-            epoch=epoch,
+        return PhaseRecord.from_sums(
+            phase,
+            epoch,
             joules=joules,
             joules_by_domain=domains,
             seconds=seconds,
             samples=samples,
             batches=batches,
             estimated=any(r[5] > 0 for r in rows),
-            joules_per_sample=joules / samples if joules is not None and samples > 0 else None,
-            joules_per_batch=joules / batches if joules is not None and batches > 0 else None,
-            watts=joules / seconds if joules is not None and seconds > 0 else None,
             active_joules=total(6),
             co2_g=total(7),
         )

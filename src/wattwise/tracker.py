@@ -96,6 +96,44 @@ class PhaseRecord:
     active_joules: float | None = None  # joules minus idle baseline power x seconds, if measured
     co2_g: float | None = None  # grams CO2eq, if a carbon intensity is known
 
+    @classmethod
+    def from_sums(
+        cls,
+        phase: str,
+        epoch: int,
+        *,
+        joules: float | None,
+        joules_by_domain: Mapping[str, float | None],
+        seconds: float,
+        samples: int,
+        batches: int,
+        estimated: bool,
+        active_joules: float | None = None,
+        co2_g: float | None = None,
+    ) -> PhaseRecord:
+        """A record from summed quantities, with the ratios derived (None where undefined):
+        J/sample = joules / samples, J/batch = joules / batches, W = joules / seconds. Used by
+        the tracker and by adapters that sum records across processes."""
+
+        def per(denominator: float) -> float | None:
+            return joules / denominator if joules is not None and denominator > 0 else None
+
+        return cls(
+            phase=phase,
+            epoch=epoch,
+            joules=joules,
+            joules_by_domain=joules_by_domain,
+            seconds=seconds,
+            samples=samples,
+            batches=batches,
+            estimated=estimated,
+            joules_per_sample=per(samples),
+            joules_per_batch=per(batches),
+            watts=per(seconds),
+            active_joules=active_joules,
+            co2_g=co2_g,
+        )
+
     def metrics(self) -> dict[str, float]:
         """Flat quantity -> value dict for loggers, with None values left out.
 
@@ -805,18 +843,15 @@ class EnergyTracker:
             idle = [w for d in known if (w := self._idle_w.get(d)) is not None]
             if len(idle) == len(known):
                 active = joules - sum(idle) * acc.seconds
-        return PhaseRecord(
-            phase=phase,
-            epoch=epoch,
+        return PhaseRecord.from_sums(
+            phase,
+            epoch,
             joules=joules,
             joules_by_domain=by_domain,
             seconds=acc.seconds,
             samples=acc.samples,
             batches=acc.batches,
             estimated=self._estimate_mode,
-            joules_per_sample=joules / acc.samples if joules is not None and acc.samples else None,
-            joules_per_batch=joules / acc.batches if joules is not None and acc.batches else None,
-            watts=joules / acc.seconds if joules is not None and acc.seconds > 0 else None,
             active_joules=active,
             co2_g=joules * self._carbon / _J_PER_KWH
             if joules is not None and self._carbon is not None
