@@ -18,13 +18,15 @@ from wattwise.errors import (
     WattwiseWarning,
 )
 from wattwise.meters.base import Meter, Reading
-from wattwise.tracker import EnergyTracker, EpochRecord, PhaseRecord, StepRecord
-
-__version__ = "0.1.0"
+from wattwise._version import __version__
+from wattwise.config import TrackerConfig
+from wattwise.records import EpochRecord, PhaseRecord, StepRecord
+from wattwise.tracker import EnergyTracker
 
 __all__ = [
     "__version__",
     "EnergyTracker",
+    "TrackerConfig",
     "PhaseRecord",
     "EpochRecord",
     "StepRecord",

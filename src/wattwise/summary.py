@@ -1,8 +1,12 @@
-"""The run-summary JSON file: schema version, atomic writing, reading back.
+"""The run summary: its assembly from a run snapshot, atomic writing, reading back.
 
 The schema is documented field by field (with units) in ``docs/summary-schema.md``. A reader
-should check ``schema_version``: a change that renames or removes a field bumps it; adding a
-field does not.
+should check ``schema_version`` (:func:`read_summary` does): a change that renames or removes a
+field bumps it; adding a field does not.
+
+The tracker hands a :class:`RunSnapshot` (immutable copies of the run's sums, taken in a few
+microseconds) to :class:`SummaryFile`; the writer thread assembles the JSON from it
+(:func:`render`), so the training thread never builds the summary nor waits on the disk.
 """
 
 from __future__ import annotations
@@ -11,36 +15,135 @@ import json
 import os
 import tempfile
 import threading
-import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
 from os import PathLike
 from pathlib import Path
 from typing import Any
 
+from wattwise.accounting import Acc, RecordContext
 from wattwise.errors import ConfigurationError
+from wattwise.records import EpochRecord
 
-__all__ = ["SCHEMA_VERSION", "SummaryFile", "epoch_json", "read_summary", "write_json_atomic"]
+__all__ = [
+    "SCHEMA_VERSION",
+    "RunSnapshot",
+    "StageSnapshot",
+    "SummaryFile",
+    "read_summary",
+    "render",
+    "summary_file_path",
+    "write_json_atomic",
+]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 """Version of the run-summary JSON schema written by :class:`~wattwise.EnergyTracker`."""
 
 
+@dataclass(frozen=True)
+class StageSnapshot:
+    """One stage (``fit``, ``validate``, ``test``, ``predict``) of a run, frozen."""
+
+    stage: str
+    status: str
+    error: str | None
+    started_at: str | None
+    finished_at: str | None
+    epochs_completed: int
+    resumed_from: Mapping[str, Any] | None
+    totals: Mapping[str, Acc]  # phase or "other" -> sums (copies)
+
+
+@dataclass(frozen=True)
+class RunSnapshot:
+    """Everything the summary shows, as immutable copies: safe to render on another thread.
+
+    ``head`` holds the fields fixed at run start (version, run name, hardware, metadata,
+    config, meters, ...); ``epochs[:n_epochs]`` are the run's epoch records.
+    """
+
+    head: Mapping[str, Any]
+    status: str
+    error: str | None
+    finished_at: str | None
+    duration_s: float
+    ctx: RecordContext
+    stages: tuple[StageSnapshot, ...]
+    epochs: Sequence[EpochRecord]
+    n_epochs: int
+    advice: Mapping[str, Any] | None
+
+
+def _totals(ctx: RecordContext, sums: Mapping[str, Acc]) -> dict[str, Any]:
+    phases = {p: ctx.record(p, -1, a).to_dict() for p, a in sums.items() if p != "other"}
+    other = ctx.record("other", -1, sums.get("other", Acc())).to_dict()
+    return {"phases": phases, "other": other}
+
+
+def render(snap: RunSnapshot, *, epochs: bool = True) -> dict[str, Any]:
+    """The run summary dict of ``snap`` (``epochs=False``: the ``epochs`` list left out)."""
+    ctx = snap.ctx
+    run: dict[str, Acc] = {}
+    stages = []
+    for s in snap.stages:
+        for key, acc in s.totals.items():
+            run.setdefault(key, Acc()).add(acc)
+        stages.append({
+            "stage": s.stage, "status": s.status, "error": s.error,
+            "started_at": s.started_at, "finished_at": s.finished_at,
+            "epochs_completed": s.epochs_completed, "resumed_from": s.resumed_from,
+            "totals": _totals(ctx, s.totals),
+        })
+    whole = Acc()
+    for acc in run.values():
+        whole.add(acc)
+    whole.samples, whole.samples_unknown = 0, True  # samples belong to phases
+    totals = _totals(ctx, run)
+    totals["run"] = replace(ctx.record("run", -1, whole), samples=None).to_dict()
+    fit = [s for s in snap.stages if s.stage == "fit"]
+    out = dict(snap.head)
+    out.update({
+        "status": snap.status,
+        "error": snap.error,
+        "finished_at": snap.finished_at,
+        "duration_s": snap.duration_s,
+        "estimated": ctx.estimated,
+        "resumed_from": fit[-1].resumed_from if fit else None,
+        "epochs_completed": fit[-1].epochs_completed if fit else 0,
+        "stages": stages,
+        "epochs": [e.to_dict() for e in snap.epochs[: snap.n_epochs]] if epochs else None,
+        "totals": totals,
+        "advice": None if snap.advice is None else dict(snap.advice),
+    })
+    return out
+
+
+def summary_file_path(path: str | PathLike[str], global_rank: int, run_index: int) -> Path:
+    """Rank 0 writes ``path``, rank N ``<stem>.rankN<suffix>``; the second run of the same
+    monitor ``<stem>.run2<suffix>`` (a run never overwrites an earlier run's file)."""
+    p = Path(path)
+    tag = (f".run{run_index + 1}" if run_index else "") + (f".rank{global_rank}" if global_rank else "")
+    return p.with_name(f"{p.stem}{tag}{p.suffix}") if tag else p
+
+
+# --------------------------------------------------------------------------------------------
+# writing
+
+
 def write_json_atomic(path: str | PathLike[str], data: Mapping[str, Any]) -> None:
-    """Write ``data`` as JSON to ``path`` atomically.
-
-    The JSON goes to a temporary file in the same folder, is flushed and fsynced, then
-    ``os.replace`` puts it in place: a reader (or a crash) sees the old file or the new one,
-    never half of one. The parent folder is created if needed.
-
-    Args:
-        path: destination file.
-        data: JSON-serialisable mapping (NaN and infinity are refused).
+    """Write ``data`` as JSON to ``path`` atomically (temporary file, fsync, ``os.replace``):
+    a reader, or a crash, sees the old file or the new one, never half of one. The parent
+    folder is created if needed.
 
     Raises:
         OSError: when the folder or file cannot be written.
         ValueError: when ``data`` holds NaN/infinity or something not JSON-serialisable.
     """
-    _write_text_atomic(Path(path), json.dumps(data, indent=1, allow_nan=False, default=_json_default))
+    _write_text_atomic(Path(path), _dumps(data))
+
+
+def _dumps(data: Mapping[str, Any]) -> str:
+    return json.dumps(data, indent=1, allow_nan=False, default=_json_default)
 
 
 def _write_text_atomic(dest: Path, text: str) -> None:
@@ -72,15 +175,14 @@ def _write_text_atomic(dest: Path, text: str) -> None:
 
 
 class SummaryFile:
-    """One run-summary file, rewritten atomically by a background thread after every epoch.
+    """One run-summary file, rewritten atomically by a background thread.
 
-    The training thread hands over the summary's small part (everything but the epoch list) and
-    how many epoch records are complete; the writer thread turns them into JSON, joins the
-    epoch records (each serialised once, when its epoch ended), writes a temporary file, fsyncs
-    and renames it over the summary. Requests coalesce: when the disk is slower than the
-    epochs, the writer skips to the newest state, which holds every finished epoch. So the
-    training thread never waits on the disk, a crash loses at most the epochs of the write in
-    flight, and :meth:`write_now` (at finish) writes synchronously after any write in flight.
+    The training thread submits a :class:`RunSnapshot`; the writer thread renders it, joins
+    the epoch records (each serialised once), writes a temporary file, fsyncs and renames it
+    over the summary. Requests coalesce: when the disk is slower than the epochs, the writer
+    skips to the newest snapshot, which holds every finished epoch. A crash loses at most the
+    epochs of the write in flight; :meth:`write_now` writes synchronously, after any write in
+    flight.
 
     Args:
         path: the summary file.
@@ -90,31 +192,30 @@ class SummaryFile:
         self.path = Path(path)
         self.error: BaseException | None = None  # the first failed background write
         self._cond = threading.Condition()
-        self._pending: tuple[dict[str, Any], list[str], int] | None = None
+        self._pending: RunSnapshot | None = None
         self._busy = False
         self._closed = False
         self._thread: threading.Thread | None = None
-        self._placeholder = f"wattwise-epochs-{uuid.uuid4().hex}"
+        self._epoch_json: list[str] = []  # writer-side cache: each epoch serialised once
+        self._cache_lock = threading.Lock()
 
-    def submit(self, head: dict[str, Any], epochs_json: list[str], n_epochs: int) -> None:
-        """Ask for a rewrite with ``head`` and the first ``n_epochs`` of ``epochs_json``
-        (JSON texts of epoch records; the list may grow meanwhile, but must not change)."""
+    def submit(self, snap: RunSnapshot) -> None:
+        """Ask for a rewrite with ``snap`` (returns at once)."""
         with self._cond:
-            self._pending = (head, epochs_json, n_epochs)
+            self._pending = snap
             if self._thread is None and not self._closed:
-                self._thread = threading.Thread(
-                    target=self._run, name="wattwise-summary", daemon=True
-                )
+                self._thread = threading.Thread(target=self._run, name="wattwise-summary",
+                                                daemon=True)
                 self._thread.start()
             self._cond.notify()
 
-    def write_now(self, head: dict[str, Any], epochs_json: list[str], n_epochs: int) -> None:
-        """Write on this thread, after the write in flight (if any); raises on failure."""
+    def write_now(self, snap: RunSnapshot) -> None:
+        """Write ``snap`` on this thread, after the write in flight (if any); raises on failure."""
         with self._cond:
             self._pending = None
             while self._busy:
                 self._cond.wait()
-        self._write(head, epochs_json, n_epochs)
+        self._write(snap)
 
     def flush(self, timeout_s: float = 30.0) -> bool:
         """Wait until every requested write is on disk; False if ``timeout_s`` ran out."""
@@ -141,7 +242,7 @@ class SummaryFile:
                     return
                 job, self._pending, self._busy = self._pending, None, True
             try:
-                self._write(*job)
+                self._write(job)
             except Exception as e:  # noqa: BLE001 - reported by the tracker, never raised here
                 if self.error is None:
                     self.error = e
@@ -150,17 +251,16 @@ class SummaryFile:
                     self._busy = False
                     self._cond.notify_all()
 
-    def _write(self, head: dict[str, Any], epochs_json: list[str], n_epochs: int) -> None:
-        text = json.dumps(
-            {**head, "epochs": self._placeholder}, indent=1, allow_nan=False, default=_json_default
-        )
-        epochs = "[" + ",\n  ".join(epochs_json[:n_epochs]) + "]"
-        _write_text_atomic(self.path, text.replace(f'"{self._placeholder}"', epochs, 1))
-
-
-def epoch_json(record: Mapping[str, Any]) -> str:
-    """One epoch record as compact JSON, for :class:`SummaryFile` (NaN/infinity refused)."""
-    return json.dumps(record, allow_nan=False, default=_json_default)
+    def _write(self, snap: RunSnapshot) -> None:
+        with self._cache_lock:
+            cache = self._epoch_json
+            for rec in snap.epochs[len(cache): snap.n_epochs]:
+                cache.append(json.dumps(rec.to_dict(), allow_nan=False, default=_json_default))
+            epochs = "[" + ",\n  ".join(cache[: snap.n_epochs]) + "]"
+        placeholder = f"wattwise-epochs-{id(self)}"
+        data = render(snap, epochs=False)
+        data["epochs"] = placeholder
+        _write_text_atomic(self.path, _dumps(data).replace(f'"{placeholder}"', epochs, 1))
 
 
 def _json_default(obj: object) -> object:
@@ -175,8 +275,12 @@ def _json_default(obj: object) -> object:
     return repr(obj)
 
 
+# --------------------------------------------------------------------------------------------
+# reading
+
+
 def read_summary(path: str | PathLike[str]) -> dict[str, Any]:
-    """Read a run summary and check its schema version.
+    """Read a run summary (schema version 1 or 2) and check its schema version.
 
     Args:
         path: a JSON file written by :class:`~wattwise.EnergyTracker`.
@@ -197,7 +301,7 @@ def read_summary(path: str | PathLike[str]) -> dict[str, Any]:
                 "run summary"
             ) from e
     version = data.get("schema_version") if isinstance(data, dict) else None
-    if not isinstance(version, int):
+    if not isinstance(version, int) or isinstance(version, bool):
         raise ConfigurationError(
             f"read_summary(path={str(path)!r}): no integer 'schema_version' field; expected a "
             "wattwise run summary written by EnergyTracker"

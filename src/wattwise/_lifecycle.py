@@ -1,0 +1,52 @@
+"""No summary is left at ``"running"``: a stage still running when an uncaught exception ends
+the process is recorded as ``"failed"`` (``"interrupted"`` for KeyboardInterrupt) with the
+error; one still running at interpreter exit as ``"interrupted"``.
+
+Keras has no exception hook, so this is how a Keras run that raises gets its status. The hook
+chains to whatever ``sys.excepthook`` was before, and is installed once, on first use.
+"""
+
+from __future__ import annotations
+
+import atexit
+import sys
+import weakref
+from types import TracebackType
+from typing import Any
+
+from wattwise.errors import WattwiseError
+
+_live: weakref.WeakSet[Any] = weakref.WeakSet()  # trackers with a running stage
+_installed = False
+
+
+def watch(tracker: Any) -> None:
+    """``tracker`` has a running stage (it has ``end_stage(status, error)``)."""
+    global _installed
+    _live.add(tracker)
+    if not _installed:
+        _installed = True
+        previous = sys.excepthook
+
+        def hook(tp: type[BaseException], value: BaseException, tb: TracebackType | None) -> None:
+            _end_all("interrupted" if issubclass(tp, KeyboardInterrupt) else "failed", value)
+            previous(tp, value, tb)
+
+        sys.excepthook = hook
+        atexit.register(_at_exit)
+
+
+def unwatch(tracker: Any) -> None:
+    _live.discard(tracker)
+
+
+def _end_all(status: str, error: BaseException) -> None:
+    for tracker in list(_live):
+        try:
+            tracker.end_stage(status, error)
+        except Exception:  # noqa: BLE001, S110 - the process is ending; never raise here
+            pass
+
+
+def _at_exit() -> None:
+    _end_all("interrupted", WattwiseError("the process exited while this stage was running"))

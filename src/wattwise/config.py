@@ -1,0 +1,172 @@
+"""``TrackerConfig``: every setting of a run, validated once, frozen.
+
+:class:`~wattwise.EnergyTracker` and both callbacks build one at construction, so a bad argument
+raises there (naming the argument, the value and the fix), never inside a training loop. The
+callbacks add what only they know at run time (rank, GPU, log folder) with
+:func:`dataclasses.replace`, which validates again.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from os import PathLike
+from typing import Any, Literal
+
+from wattwise.errors import ConfigurationError
+from wattwise.meters.base import Meter
+from wattwise.meters.factory import METER_NAMES
+
+__all__ = ["TrackerConfig"]
+
+
+def _seconds(owner: str, name: str, value: object) -> float:
+    ok = not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)
+    if not ok or value < 0:  # type: ignore[operator]
+        raise ConfigurationError(
+            f"{owner}({name}={value!r}): expected a finite number of seconds >= 0"
+        )
+    return float(value)  # type: ignore[arg-type]
+
+
+def _meters(owner: str, meters: object) -> str | tuple[str | Meter, ...]:
+    if isinstance(meters, str):
+        if meters == "auto":
+            return "auto"
+        if meters in METER_NAMES:
+            return (meters,)
+    elif isinstance(meters, Sequence) and len(meters) > 0:
+        out: list[str | Meter] = []
+        for m in meters:
+            if isinstance(m, Meter):
+                if any(m is x for x in out):
+                    raise ConfigurationError(f"{owner}(meters=...): meter {m!r} is given twice")
+            elif not (isinstance(m, str) and m in METER_NAMES and m not in out):
+                raise ConfigurationError(
+                    f"{owner}(meters=...): entry {m!r} is not a Meter instance nor a distinct "
+                    f"meter name from {METER_NAMES!r}"
+                )
+            out.append(m)
+        return tuple(out)
+    raise ConfigurationError(
+        f"{owner}(meters={meters!r}): expected 'auto', a non-empty list of meter names from "
+        f"{METER_NAMES!r}, or Meter instances"
+    )
+
+
+@dataclass(frozen=True)
+class TrackerConfig:
+    """The settings of :class:`~wattwise.EnergyTracker` (see it for what each means).
+
+    ``summary_path="auto"`` means "the log folder the framework gives at run time"; without one
+    no summary is written (said once). ``log_every_n_steps`` turns on step-level readings.
+    ``on_error="warn"`` (the callbacks): an error inside measurement becomes one warning and
+    measurement stops, training goes on; ``"raise"`` (plain tracker use): errors propagate.
+    ``owner`` names the class in error messages.
+    """
+
+    meters: str | tuple[str | Meter, ...] = "auto"
+    min_window_s: float = 1.0
+    summary_path: str | None = None
+    idle_baseline_s: float = 0.0
+    carbon_intensity_g_per_kwh: float | None = None
+    country_iso_code: str | None = None
+    node_meters: bool = True
+    gpu_devices: tuple[int, ...] | None = None
+    run_name: str | None = None
+    log_every_n_steps: int | None = None
+    on_error: Literal["raise", "warn"] = "raise"
+    owner: str = field(default="EnergyTracker", compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        o = self.owner
+        set_ = object.__setattr__
+        set_(self, "meters", _meters(o, self.meters))
+        set_(self, "min_window_s", _seconds(o, "min_window_s", self.min_window_s))
+        set_(self, "idle_baseline_s", _seconds(o, "idle_baseline_s", self.idle_baseline_s))
+        path: Any = self.summary_path
+        if path is not None and not (isinstance(path, (str, PathLike)) and os.fspath(path)):
+            raise ConfigurationError(
+                f"{o}(summary_path={path!r}): expected None, 'auto' or a file path such as "
+                "'runs/energy.json'"
+            )
+        set_(self, "summary_path", None if path is None else os.fspath(path))
+        self._check_carbon()
+        for name in ("node_meters",):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigurationError(f"{o}({name}={getattr(self, name)!r}): expected a bool")
+        g: Any = self.gpu_devices
+        if g is not None:
+            if isinstance(g, (str, bytes)) or not isinstance(g, Sequence) or not all(
+                isinstance(i, int) and not isinstance(i, bool) and i >= 0 for i in g
+            ):
+                raise ConfigurationError(
+                    f"{o}(gpu_devices={g!r}): expected None or a list of CUDA device indices "
+                    ">= 0 such as [0, 1]"
+                )
+            set_(self, "gpu_devices", tuple(g))
+        if self.run_name is not None and not isinstance(self.run_name, str):
+            raise ConfigurationError(f"{o}(run_name={self.run_name!r}): expected a str or None")
+        n: Any = self.log_every_n_steps
+        if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
+            raise ConfigurationError(
+                f"{o}(log_every_n_steps={n!r}): expected None (no step-level metrics) or an "
+                "int >= 1 (log every that many training batches)"
+            )
+        if self.on_error not in ("raise", "warn"):
+            raise ConfigurationError(f"{o}(on_error={self.on_error!r}): expected 'raise' or 'warn'")
+
+    def _check_carbon(self) -> None:
+        o, c, code = self.owner, self.carbon_intensity_g_per_kwh, self.country_iso_code
+        if c is not None and code is not None:
+            raise ConfigurationError(
+                f"{o}(carbon_intensity_g_per_kwh={c!r}, country_iso_code={code!r}): give one "
+                "of them, not both"
+            )
+        if c is not None and (
+            isinstance(c, bool) or not isinstance(c, (int, float)) or not math.isfinite(c) or c < 0
+        ):
+            raise ConfigurationError(
+                f"{o}(carbon_intensity_g_per_kwh={c!r}): expected a finite number of grams "
+                "CO2eq per kWh >= 0 (e.g. 400.0)"
+            )
+        if code is not None:
+            if not (isinstance(code, str) and len(code) == 3 and code.isascii() and code.isalpha()):
+                raise ConfigurationError(
+                    f"{o}(country_iso_code={code!r}): expected an ISO 3166 alpha-3 code such "
+                    "as 'FRA' or 'USA'"
+                )
+            object.__setattr__(self, "country_iso_code", code.upper())
+
+    @property
+    def meter_names(self) -> list[str] | Literal["auto"]:
+        """The meters to open by name (``"auto"`` or names); instances are in :attr:`instances`."""
+        if self.meters == "auto":
+            return "auto"
+        return [m for m in self.meters if isinstance(m, str)]
+
+    @property
+    def instances(self) -> list[Meter]:
+        """The meter instances the user passed (they belong to the user: never closed by us)."""
+        return [m for m in self.meters if isinstance(m, Meter)]
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """What a callback knows about this process when a run starts.
+
+    Attributes:
+        global_rank: this process's rank; rank N > 0 writes ``<stem>.rankN<suffix>``.
+        local_rank: its rank on this node; node-wide meters are read on local rank 0 only.
+        world_size: processes in the run.
+        gpu_devices: the CUDA devices this process uses (for NVML); None = the config's.
+        log_dir: the framework's log folder, where ``summary_path="auto"`` writes.
+    """
+
+    global_rank: int = 0
+    local_rank: int = 0
+    world_size: int = 1
+    gpu_devices: tuple[int, ...] | None = None
+    log_dir: str | None = None

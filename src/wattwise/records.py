@@ -1,0 +1,253 @@
+"""Results as frozen records, their metric keys, and their reduction across processes.
+
+Framework-free arithmetic both callbacks share: one :func:`metric_keys` builds the logged keys of
+either framework; :func:`record_row` and :func:`reduce_rows` sum a phase record over ranks (the
+adapter only does the ``all_gather``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+__all__ = [
+    "METRIC_QUANTITIES",
+    "EpochRecord",
+    "PhaseRecord",
+    "StepRecord",
+    "metric_keys",
+    "record_row",
+    "reduce_rows",
+]
+
+#: Quantities logged per phase (plus ``joules/<domain>`` per measured domain). Other fields
+#: (seconds, samples, joules_per_batch) stay in the run summary: each logged key costs time.
+METRIC_QUANTITIES: tuple[str, ...] = ("joules", "joules_per_sample", "watts", "active_joules", "co2_g")
+_STEP_QUANTITIES = ("joules", "joules_per_sample", "watts")
+_LIGHTNING_PHASE = {"train": "train", "validate": "val", "test": "test", "predict": "predict"}
+_KERAS_PHASE = {"train": "", "validate": "val_", "test": "test_", "predict": "predict_"}
+
+
+def _per(joules: float | None, denominator: float | None) -> float | None:
+    return joules / denominator if joules is not None and denominator else None
+
+
+@dataclass(frozen=True)
+class PhaseRecord:
+    """Energy of one phase window (or of several windows of the same phase in one epoch, summed).
+
+    Unknown values are ``None``, never 0. ``joules`` is None when the window was shorter than a
+    meter's update period and its counters did not move; it sums the known domains, and
+    ``joules_by_domain`` shows which are not. ``samples`` is None when a batch's samples could
+    not be counted (then J/sample is unknown too). Totals use ``epoch = -1`` and phase
+    ``"other"`` for time outside any window, ``"run"`` for the whole run.
+    """
+
+    phase: str
+    epoch: int
+    joules: float | None
+    joules_by_domain: Mapping[str, float | None]
+    seconds: float
+    samples: int | None
+    batches: int
+    estimated: bool
+    joules_per_sample: float | None
+    joules_per_batch: float | None
+    watts: float | None
+    active_joules: float | None = None  # joules minus idle baseline power x seconds, if measured
+    co2_g: float | None = None  # grams CO2eq, if a carbon intensity is known
+
+    @classmethod
+    def from_sums(
+        cls,
+        phase: str,
+        epoch: int,
+        *,
+        joules: float | None,
+        joules_by_domain: Mapping[str, float | None],
+        seconds: float,
+        samples: int | None,
+        batches: int,
+        estimated: bool,
+        active_joules: float | None = None,
+        co2_g: float | None = None,
+    ) -> PhaseRecord:
+        """A record from summed quantities, with the ratios derived (None where undefined):
+        J/sample = joules / samples, J/batch = joules / batches, W = joules / seconds."""
+        return cls(
+            phase=phase,
+            epoch=epoch,
+            joules=joules,
+            joules_by_domain=joules_by_domain,
+            seconds=seconds,
+            samples=samples,
+            batches=batches,
+            estimated=estimated,
+            joules_per_sample=_per(joules, samples),
+            joules_per_batch=_per(joules, batches),
+            watts=_per(joules, seconds),
+            active_joules=active_joules,
+            co2_g=co2_g,
+        )
+
+    def metrics(self) -> dict[str, float]:
+        """Flat quantity -> value dict, None values left out: ``joules``, ``joules_per_sample``,
+        ``joules_per_batch``, ``watts``, ``seconds``, ``samples``, ``active_joules``, ``co2_g``
+        and ``joules/<domain>`` per known domain (e.g. ``joules/gpu:0``)."""
+        out: dict[str, float] = {}
+        for key in ("joules", "joules_per_sample", "joules_per_batch", "watts", "seconds",
+                    "samples", "active_joules", "co2_g"):
+            value = getattr(self, key)
+            if value is not None:
+                out[key] = float(value)
+        for domain, joules in self.joules_by_domain.items():
+            if joules is not None:
+                out[f"joules/{domain}"] = float(joules)
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form (as in the run summary)."""
+        d = dict(self.__dict__)
+        d["joules_by_domain"] = dict(self.joules_by_domain)
+        return d
+
+
+@dataclass(frozen=True)
+class StepRecord:
+    """A step-level window: at least ``min_window_s`` long, spanning one or more batches."""
+
+    phase: str
+    epoch: int
+    step: int  # global batch index (per phase, 0-based) of the last batch in the window
+    joules: float | None
+    seconds: float
+    samples: int | None
+    batches: int
+    estimated: bool
+    joules_per_sample: float | None
+    watts: float | None
+
+
+@dataclass(frozen=True)
+class EpochRecord:
+    """All phase records of one epoch of one stage; ``joules`` None when no phase's is known.
+
+    ``complete`` is False for an epoch the run stopped in (a crash, an interrupt).
+    """
+
+    epoch: int
+    phases: Mapping[str, PhaseRecord]
+    joules: float | None
+    seconds: float
+    stage: str = "fit"
+    stage_index: int = 0
+    complete: bool = True
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form (as in the run summary)."""
+        return {
+            "epoch": self.epoch,
+            "stage": self.stage,
+            "stage_index": self.stage_index,
+            "complete": self.complete,
+            "joules": self.joules,
+            "seconds": self.seconds,
+            "phases": {p: r.to_dict() for p, r in self.phases.items()},
+        }
+
+
+def _domain_key(domain: str) -> str:
+    """``"cpu:package-0"`` -> ``"cpu_package_0"`` (a Keras log / CSV column name)."""
+    return "".join(c if c.isalnum() else "_" for c in domain)
+
+
+def metric_keys(
+    rec: PhaseRecord | StepRecord, style: Literal["lightning", "keras"]
+) -> dict[str, float]:
+    """The logged keys and values of one record; unknown (None, NaN) values are left out.
+
+    Lightning: ``energy/<phase>_<quantity>`` with phase ``train``/``val``/``test``/``predict``,
+    ``energy/<phase>_joules/<domain>`` per domain, step records as ``energy/train_step_<q>``.
+    Keras: ``<prefix>energy_<quantity>`` with prefix ``""``/``val_``/``test_``/``predict_``,
+    ``<prefix>energy_joules_<domain>`` (non-alphanumerics as ``_``), step records as
+    ``energy_step_<q>``. Estimates say ``energy_estimated`` instead of ``energy``.
+    """
+    step = isinstance(rec, StepRecord)
+    root = "energy_estimated" if rec.estimated else "energy"
+    if style == "lightning":
+        phase = _LIGHTNING_PHASE.get(rec.phase, rec.phase) + ("_step" if step else "")
+        stem, sep = f"{root}/{phase}_", "/"
+    else:
+        stem = _KERAS_PHASE.get(rec.phase, rec.phase + "_") + root + ("_step_" if step else "_")
+        sep = "_"
+    out: dict[str, float] = {}
+    for q in _STEP_QUANTITIES if step else METRIC_QUANTITIES:
+        v = getattr(rec, q)
+        if v is not None and math.isfinite(v):
+            out[stem + q] = float(v)
+    if isinstance(rec, PhaseRecord):
+        for d, v in rec.joules_by_domain.items():
+            if v is not None and math.isfinite(v):
+                out[f"{stem}joules{sep}{d if style == 'lightning' else _domain_key(d)}"] = float(v)
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# across processes: one row of floats per rank, NaN for unknown
+
+_NAN = float("nan")
+_HEAD = 8  # has_record, joules, seconds, samples, batches, estimated, active_joules, co2_g
+
+
+def _f(v: float | None) -> float:
+    return _NAN if v is None else float(v)
+
+
+def record_row(rec: PhaseRecord | None, domains: Sequence[str], has_meters: bool) -> list[float]:
+    """``rec`` as a row of floats for an ``all_gather`` (``domains``: every rank's, in order).
+
+    A rank without meters (e.g. a CPU-DDP rank that reads no node counter) contributes 0 J;
+    a rank whose record is None (its measurement failed) makes the joules unknown.
+    """
+    if rec is None:
+        return [1.0, _NAN, 0.0, 0.0, 0.0, 0.0, _NAN, _NAN] + [_NAN] * len(domains)
+    m = has_meters
+    row = [
+        1.0,
+        _f(rec.joules) if m else 0.0,
+        float(rec.seconds),
+        _f(rec.samples),
+        float(rec.batches),
+        1.0 if rec.estimated else 0.0,
+        _f(rec.active_joules) if m else 0.0,
+        _f(rec.co2_g) if m else 0.0,
+    ]
+    by_dom = rec.joules_by_domain
+    return row + [_f(by_dom[d]) if m and d in by_dom else 0.0 for d in domains]
+
+
+def reduce_rows(
+    rows: Sequence[Sequence[float]], domains: Sequence[str], phase: str, epoch: int
+) -> PhaseRecord:
+    """Sum the rows of :func:`record_row` over ranks: joules, samples and batches add up,
+    seconds are the longest rank's; a NaN on any rank makes that sum unknown."""
+
+    def total(col: int) -> float | None:
+        vals = [r[col] for r in rows if r[0] > 0]
+        return None if not vals or any(math.isnan(v) for v in vals) else float(sum(vals))
+
+    samples = total(3)
+    return PhaseRecord.from_sums(
+        phase,
+        epoch,
+        joules=total(1),
+        joules_by_domain={d: total(_HEAD + i) for i, d in enumerate(domains)},
+        seconds=max(r[2] for r in rows),
+        samples=None if samples is None else int(round(samples)),
+        batches=int(round(sum(r[4] for r in rows))),
+        estimated=any(r[5] > 0 for r in rows),
+        active_joules=total(6),
+        co2_g=total(7),
+    )

@@ -1,0 +1,63 @@
+"""``count_samples``: how many samples a batch holds, for any framework, or None when unknown."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+__all__ = ["count_samples"]
+
+
+def _leading_dim(x: Any) -> int | None:
+    shape = getattr(x, "shape", None)
+    if shape is None or isinstance(x, type):
+        return None
+    try:
+        if len(shape) == 0 or shape[0] is None:
+            return None
+        return int(shape[0])
+    except (TypeError, ValueError):
+        return None
+
+
+def _search(batch: Any, depth: int) -> int | None:
+    n = _leading_dim(batch)
+    if n is not None or depth > 8:
+        return n
+    if isinstance(batch, (str, bytes)):
+        return None
+    if isinstance(batch, Mapping):
+        items: Any = batch.values()
+    elif isinstance(batch, (list, tuple)):
+        items = batch
+    else:
+        return None
+    for item in items:
+        n = _search(item, depth + 1)
+        if n is not None:
+            return n
+    return None
+
+
+def count_samples(batch: Any, batch_size_fn: Callable[[Any], Any] | None = None) -> int | None:
+    """Samples in ``batch``: ``batch_size_fn(batch)`` when given, else the first dimension of
+    the first array-like (anything with a ``shape``: torch, NumPy, TensorFlow, JAX) found in
+    the batch, nested tuples, lists and mappings searched in order, as Lightning's
+    ``extract_batch_size`` does. None when it cannot tell (never a guess, never raises).
+    """
+    if batch_size_fn is not None:
+        try:
+            n = batch_size_fn(batch)
+        except Exception:  # noqa: BLE001 - the caller reports unknown samples once
+            return None
+        return int(n) if isinstance(n, int) and not isinstance(n, bool) and n >= 0 else None
+    kind = type(batch)
+    if kind is tuple or kind is list:  # the common case first: (x, y) with x a tensor
+        if batch:
+            n = _leading_dim(batch[0])
+            if n is not None:
+                return n
+    try:
+        return _search(batch, 0)
+    except Exception:  # noqa: BLE001 - exotic containers: unknown, never an error in training
+        return None
