@@ -1,8 +1,8 @@
 """Results as frozen records, their metric keys, and their reduction across processes.
 
 Framework-free arithmetic both callbacks share: one :func:`metric_keys` builds the logged keys of
-either framework; :func:`record_row` and :func:`reduce_rows` sum a phase record over ranks (the
-adapter only does the ``all_gather``).
+either framework; :func:`reduce_records` sums a phase record over ranks (the adapter only does
+the ``all_gather``).
 """
 
 from __future__ import annotations
@@ -18,8 +18,7 @@ __all__ = [
     "PhaseRecord",
     "StepRecord",
     "metric_keys",
-    "record_row",
-    "reduce_rows",
+    "reduce_records",
 ]
 
 #: Quantities logged per phase (plus ``joules/<domain>`` per measured domain). Other fields
@@ -195,59 +194,43 @@ def metric_keys(
 
 
 # --------------------------------------------------------------------------------------------
-# across processes: one row of floats per rank, NaN for unknown
-
-_NAN = float("nan")
-_HEAD = 8  # has_record, joules, seconds, samples, batches, estimated, active_joules, co2_g
+# across processes
 
 
-def _f(v: float | None) -> float:
-    return _NAN if v is None else float(v)
+def _sum(values: Sequence[float | None]) -> float | None:
+    return None if not values or any(v is None for v in values) else float(sum(values))  # type: ignore[arg-type]
 
 
-def record_row(rec: PhaseRecord | None, domains: Sequence[str], has_meters: bool) -> list[float]:
-    """``rec`` as a row of floats for an ``all_gather`` (``domains``: every rank's, in order).
+def reduce_records(gathered: Sequence[tuple[PhaseRecord | None, bool]]) -> PhaseRecord:
+    """One record from every rank's ``(record, has_meters)`` (an ``all_gather`` of them).
 
-    A rank without meters (e.g. a CPU-DDP rank that reads no node counter) contributes 0 J;
-    a rank whose record is None (its measurement failed) makes the joules unknown.
+    Joules, samples and batches add up (same-named domains of several nodes too); seconds
+    are the longest rank's. A rank without meters (a CPU-DDP rank that reads no node counter)
+    adds no joules; a rank with meters whose record or value is unknown makes the sum unknown.
     """
-    if rec is None:
-        return [1.0, _NAN, 0.0, 0.0, 0.0, 0.0, _NAN, _NAN] + [_NAN] * len(domains)
-    m = has_meters
-    row = [
-        1.0,
-        _f(rec.joules) if m else 0.0,
-        float(rec.seconds),
-        _f(rec.samples),
-        float(rec.batches),
-        1.0 if rec.estimated else 0.0,
-        _f(rec.active_joules) if m else 0.0,
-        _f(rec.co2_g) if m else 0.0,
-    ]
-    by_dom = rec.joules_by_domain
-    return row + [_f(by_dom[d]) if m and d in by_dom else 0.0 for d in domains]
+    recs = [r for r, _ in gathered if r is not None]
+    if len(recs) == 1 and len(gathered) == 1:
+        return recs[0]
+    measured = [(r, m) for r, m in gathered if m]
+    domains: dict[str, list[float | None]] = {}
+    for r, _ in measured:
+        for d, j in (r.joules_by_domain.items() if r is not None else ()):
+            domains.setdefault(d, []).append(j)
 
+    def total(key: str) -> float | None:
+        return _sum([None if r is None else getattr(r, key) for r, _ in measured]) if measured else None
 
-def reduce_rows(
-    rows: Sequence[Sequence[float]], domains: Sequence[str], phase: str, epoch: int
-) -> PhaseRecord:
-    """Sum the rows of :func:`record_row` over ranks: joules, samples and batches add up,
-    seconds are the longest rank's; a NaN on any rank makes that sum unknown."""
-
-    def total(col: int) -> float | None:
-        vals = [r[col] for r in rows if r[0] > 0]
-        return None if not vals or any(math.isnan(v) for v in vals) else float(sum(vals))
-
-    samples = total(3)
+    first = recs[0]
     return PhaseRecord.from_sums(
-        phase,
-        epoch,
-        joules=total(1),
-        joules_by_domain={d: total(_HEAD + i) for i, d in enumerate(domains)},
-        seconds=max(r[2] for r in rows),
-        samples=None if samples is None else int(round(samples)),
-        batches=int(round(sum(r[4] for r in rows))),
-        estimated=any(r[5] > 0 for r in rows),
-        active_joules=total(6),
-        co2_g=total(7),
+        first.phase,
+        first.epoch,
+        joules=total("joules"),
+        joules_by_domain={d: _sum(v) if len(v) else None for d, v in domains.items()},
+        seconds=max(r.seconds for r in recs),
+        samples=None if any(r is None or r.samples is None for r, _ in gathered)
+        else sum(r.samples for r in recs),  # type: ignore[misc]
+        batches=sum(r.batches for r in recs),
+        estimated=any(r.estimated for r in recs),
+        active_joules=total("active_joules"),
+        co2_g=total("co2_g"),
     )

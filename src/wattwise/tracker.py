@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import logging
 import math
 import os
 import platform
@@ -111,6 +112,7 @@ class _Run:
         self.head: dict[str, Any] = {}
         self.file: SummaryFile | None = None
         self.advice: dict[str, Any] | None = None
+        self.advice_tried = False
         self.t0 = self.t = 0.0
         self.closed = False
 
@@ -611,6 +613,24 @@ class EnergyTracker:
             if self._stage is None:
                 self._write(now=True)
                 self._last_summary = render(self._snapshot())
+
+    @property
+    def advice_pending(self) -> bool:
+        """True while a fit stage runs and no sizing check was tried in this run."""
+        stage = self._stage
+        return stage is not None and stage.name == "fit" and not self._run.advice_tried  # type: ignore[union-attr]
+
+    def check_advice(self, check: Callable[..., Any], *args: Any) -> None:
+        """Run the sizing check ``check(*args)`` once per run; its failure leaves the advice
+        null (logged at INFO), never stops training nor measurement."""
+        if self._run is None:
+            return
+        self._run.advice_tried = True
+        try:
+            check(*args)
+        except Exception as e:  # noqa: BLE001 - the advice never breaks training
+            logging.getLogger("wattwise").info("%s: no sizing advice for this model: %r",
+                                               self.config.owner, e)
 
     def print_table(self) -> None:
         """Print the run table (:func:`wattwise.console.format_run_table`) on rank 0."""

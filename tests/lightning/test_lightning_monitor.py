@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from _wattwise_lit import Api, loader, make_module, read_tensorboard
 
-from wattwise.errors import ConfigurationError, MeterUnavailableError
+from wattwise.errors import ConfigurationError, MeterUnavailableError, WattwiseWarning
 from wattwise.testing import FakeMeter
 
 torch = pytest.importorskip("torch")
@@ -108,8 +108,11 @@ def test_last_partial_batch_and_batch_size_fn(lit_api: Api, tmp_path: Path) -> N
     meter = FakeMeter((DOMAIN,))
     mon = monitor(lit_api, meter)
     trainer = lit_api.trainer(tmp_path, callbacks=[advancer(lit_api, meter), mon], max_epochs=1)
-    with pytest.raises(ConfigurationError, match="batch_size_fn"):
-        trainer.fit(make_module(lit_api), loader(10, collate_fn=collate))
+    with pytest.warns(WattwiseWarning, match="cannot count the samples.*batch_size_fn"):
+        trainer.fit(make_module(lit_api), loader(10, collate_fn=collate))  # never stops training
+    assert "energy/train_joules_per_sample" not in trainer.callback_metrics  # unknown, never 0
+    assert float(trainer.callback_metrics["energy/train_joules"]) == pytest.approx(6.0)
+    assert mon.tracker.totals()["train"].samples is None
 
     meter = FakeMeter((DOMAIN,))
     mon = monitor(lit_api, meter, batch_size_fn=lambda b: int(b.x.shape[0]))
@@ -119,12 +122,16 @@ def test_last_partial_batch_and_batch_size_fn(lit_api: Api, tmp_path: Path) -> N
     assert mon.tracker.totals()["train"].samples == 10
 
 
-def test_batch_size_fn_must_return_an_int(lit_api: Api, tmp_path: Path) -> None:
+def test_batch_size_fn_returning_a_non_int_warns_once(lit_api: Api, tmp_path: Path) -> None:
     meter = FakeMeter((DOMAIN,))
     mon = monitor(lit_api, meter, batch_size_fn=lambda b: "four")
-    trainer = lit_api.trainer(tmp_path, callbacks=[mon], max_epochs=1)
-    with pytest.raises(ConfigurationError, match=r"batch_size_fn=.*'four'"):
+    trainer = lit_api.trainer(tmp_path, callbacks=[mon], max_epochs=2)
+    with warnings.catch_warnings(record=True) as rec:
+        warnings.simplefilter("always")
         trainer.fit(make_module(lit_api), loader(10))
+    mine = [w for w in rec if issubclass(w.category, WattwiseWarning)]
+    assert len(mine) == 1 and "batch_size_fn returned" in str(mine[0].message)
+    assert trainer.current_epoch == 2  # training went on
 
 
 @pytest.mark.parametrize(
