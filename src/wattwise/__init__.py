@@ -6,6 +6,8 @@ only when a meter or adapter that needs them is used.
 
 from __future__ import annotations
 
+from wattwise._version import __version__
+from wattwise.config import TrackerConfig
 from wattwise.errors import (
     ConfigurationError,
     EstimateWarning,
@@ -18,8 +20,6 @@ from wattwise.errors import (
     WattwiseWarning,
 )
 from wattwise.meters.base import Meter, Reading
-from wattwise._version import __version__
-from wattwise.config import TrackerConfig
 from wattwise.records import EpochRecord, PhaseRecord, StepRecord
 from wattwise.tracker import EnergyTracker
 

@@ -10,20 +10,19 @@ from __future__ import annotations
 
 import atexit
 import sys
-import weakref
 from types import TracebackType
 from typing import Any
 
 from wattwise.errors import WattwiseError
 
-_live: weakref.WeakSet[Any] = weakref.WeakSet()  # trackers with a running stage
+_live: dict[int, Any] = {}  # trackers with a running stage (held: a local monitor counts)
 _installed = False
 
 
 def watch(tracker: Any) -> None:
     """``tracker`` has a running stage (it has ``end_stage(status, error)``)."""
     global _installed
-    _live.add(tracker)
+    _live[id(tracker)] = tracker
     if not _installed:
         _installed = True
         previous = sys.excepthook
@@ -37,11 +36,11 @@ def watch(tracker: Any) -> None:
 
 
 def unwatch(tracker: Any) -> None:
-    _live.discard(tracker)
+    _live.pop(id(tracker), None)
 
 
 def _end_all(status: str, error: BaseException) -> None:
-    for tracker in list(_live):
+    for tracker in list(_live.values()):
         try:
             tracker.end_stage(status, error)
         except Exception:  # noqa: BLE001, S110 - the process is ending; never raise here

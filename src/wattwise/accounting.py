@@ -187,6 +187,11 @@ class Ledger:
         """The innermost open window's phase, or None."""
         return self._stack[-1].phase if self._stack else None
 
+    @property
+    def epoch(self) -> int | None:
+        """The innermost open window's epoch, or None."""
+        return self._stack[-1].epoch if self._stack else None
+
     def open(self, phase: str, epoch: int) -> None:
         """Open a window (after a feed); a mid-epoch checkpoint's partial epoch is continued."""
         if self._resume is not None and self._resume[0] == epoch and not self._epoch_accs:
@@ -280,10 +285,10 @@ class Ledger:
         out: dict[str, Acc] = {}
         restored = self.restored["totals"] if self.restored else {}
         for key in (*PHASES, "other"):
-            parts = [restored.get(key), self.other if key == "other" else self._totals.get(key)]
+            found = [restored.get(key), self.other if key == "other" else self._totals.get(key)]
             if with_open:
-                parts += [w.acc for w in self._stack if w.phase == key]
-            parts = [p for p in parts if p is not None]
+                found += [w.acc for w in self._stack if w.phase == key]
+            parts: list[Acc] = [p for p in found if p is not None]
             if parts or key == "other":
                 out[key] = Acc()
                 for p in parts:

@@ -170,7 +170,7 @@ class _EnergyMonitorImpl:
         world = int(getattr(trainer, "world_size", 1) or 1)
         local = int(getattr(trainer, "local_rank", 0) or 0)
         gpus: tuple[int, ...] | None = None
-        if getattr(root, "type", None) == "cuda":
+        if root is not None and getattr(root, "type", None) == "cuda":
             gpus = (root.index or 0,)
         elif world > 1 and local != 0:
             gpus = ()  # CPU DDP: GPUs (if any) are read by local rank 0 only
@@ -223,8 +223,10 @@ class _EnergyMonitorImpl:
         logger: the destinations of ``pl_module.log(..., on_epoch=True)``, written directly
         because the values are final (Lightning's per-key bookkeeping costs ~0.3 ms a key)."""
         gathered = _all_gather(trainer, (rec, bool(self.tracker.meters)))
-        rec = reduce_records(gathered) if rec is not None else None
-        metrics = metric_keys(rec, "lightning") if rec is not None else {}
+        if rec is None:
+            return
+        rec = reduce_records(gathered)
+        metrics = metric_keys(rec, "lightning")
         if not metrics:
             return
         if _fn(trainer) != "fit":  # validate/test: pl_module.log puts them in the results

@@ -560,6 +560,21 @@ class EnergyTracker:
         return None if self._ledger is None else self._ledger.phase
 
     @property
+    def epoch(self) -> int | None:
+        """The innermost open window's epoch, or None."""
+        return None if self._ledger is None else self._ledger.epoch
+
+    @property
+    def stage(self) -> str | None:
+        """The running stage's name (``fit``, ``validate``, ``test``, ``predict``), or None."""
+        stage = self._stage
+        return None if stage is None else stage.name
+
+    def stage_count(self, name: str) -> int:
+        """How many stages named ``name`` the current run has begun."""
+        return 0 if self._run is None else sum(s.name == name for s in self._run.stages)
+
+    @property
     def resume_epoch(self) -> int | None:
         """The epoch a mid-epoch checkpoint was taken in, until a window continues it."""
         ledger = self._ledger

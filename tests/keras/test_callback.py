@@ -227,17 +227,20 @@ def test_standalone_evaluate_is_the_test_phase(tmp_path: Path) -> None:
 
 
 def test_standalone_predict_and_evaluate_runs(tmp_path: Path) -> None:
-    mon = EnergyMonitor("auto", print_summary=False, summary_path=tmp_path / "run.json",
+    """predict() then evaluate() with one monitor: two stages of one run, each its own epoch."""
+    meter = FakeMeter(joules_per_read=J)  # the user's meter: stays open between the calls
+    mon = EnergyMonitor([meter], print_summary=False, summary_path=tmp_path / "run.json",
                         log_dir=tmp_path / "tb")
-    mon._tracker_kwargs["meters"] = [FakeMeter(joules_per_read=J)]  # white-box: fresh per run
     model = tiny_model()
     x, y = arrays(N_TRAIN)
     model.predict(x, batch_size=BATCH, verbose=0, callbacks=[mon])
     pred = json.loads((tmp_path / "run.json").read_text())["epochs"][0]["phases"]["predict"]
     assert pred["samples"] == N_TRAIN and pred["batches"] == 3 and pred["joules"] == J
-    mon._tracker_kwargs["meters"] = [FakeMeter(joules_per_read=J)]
     model.evaluate(x, y, batch_size=BATCH, verbose=0, callbacks=[mon])
-    test = json.loads((tmp_path / "run.json").read_text())["epochs"][0]["phases"]["test"]
+    summary = json.loads((tmp_path / "run.json").read_text())
+    assert [s["stage"] for s in summary["stages"]] == ["predict", "test"]
+    test = summary["epochs"][1]["phases"]["test"]
+    assert summary["epochs"][1]["stage"] == "test"
     assert test["samples"] == N_TRAIN and test["joules"] == J
     scalars = _wattwise_scalars(tmp_path / "tb" / "test")
     assert scalars["epoch_test_energy_joules"] == [(0, J)]
@@ -302,8 +305,9 @@ def test_constructor_has_no_side_effects(tmp_path: Path) -> None:
 
 
 def test_refit_after_interruption_finishes_the_old_run(tmp_path: Path) -> None:
-    """No context manager: the next fit with the same monitor closes the interrupted run."""
-    first, second = tmp_path / "a.json", tmp_path / "b.json"
+    """No context manager, the error caught: the next fit with the same monitor closes the
+    interrupted run and starts a new one in its own file (``a.run2.json``)."""
+    first = tmp_path / "a.json"
 
     class Stop(keras.callbacks.Callback):
         def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
@@ -313,29 +317,17 @@ def test_refit_after_interruption_finishes_the_old_run(tmp_path: Path) -> None:
     with pytest.raises(KeyboardInterrupt):
         _fit(mon, epochs=3, callbacks=[Stop()])
     assert json.loads(first.read_text())["status"] == "running"
-    # white-box: keep the first file to inspect; a fresh meter (Meter instances are closed
-    # at the end of a run, so reusing a monitor needs meter names or "auto")
-    mon._tracker_kwargs["summary_path"] = second
-    mon._tracker_kwargs["meters"] = [FakeMeter(("gpu:0",), joules_per_read=J)]
     hist = _fit(mon, epochs=1).history
     assert json.loads(first.read_text())["status"] == "interrupted"
-    assert json.loads(second.read_text())["status"] == "completed"
+    second = json.loads((tmp_path / "a.run2.json").read_text())
+    assert second["status"] == "completed" and second["resumed_from"] is None
     assert hist["energy_joules"] == [J]
 
 
 def test_meter_asked_for_by_name_that_cannot_open_raises_before_training(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from wattwise.meters import RaplMeter, factory
-
-    orig = factory._opener
-
-    def opener(name: str, *args: Any) -> Any:  # "rapl" on a machine without powercap
-        if name == "rapl":
-            return lambda: RaplMeter(tmp_path / "no-powercap")
-        return orig(name, *args)
-
-    monkeypatch.setattr(factory, "_opener", opener)
+    monkeypatch.setenv("WATTWISE_RAPL_ROOT", str(tmp_path / "no-powercap"))  # no RAPL here
 
     class Count(keras.callbacks.Callback):
         batches = 0
@@ -354,7 +346,9 @@ def test_second_worker_on_a_node(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     does not open node-wide meters (RAPL, codecarbon)."""
     monkeypatch.setenv("RANK", "1")
     monkeypatch.setenv("LOCAL_RANK", "1")
-    mon = _monitor(summary_path=tmp_path / "run.json", log_dir=tmp_path / "tb")
+    gpu = FakeMeter(("gpu:0",), scope="device", joules_per_read=J)  # this worker's own device
+    mon = EnergyMonitor([gpu], print_summary=False, summary_path=tmp_path / "run.json",
+                        log_dir=tmp_path / "tb")
     hist = _fit(mon, epochs=1).history
     assert hist["energy_joules"] == [J]  # its own (device) meters still measure
     assert not (tmp_path / "run.json").exists()

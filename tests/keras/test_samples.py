@@ -15,7 +15,8 @@ from wattwise.errors import ConfigurationError
 from wattwise.testing import FakeMeter
 
 keras = pytest.importorskip("keras")
-from wattwise.keras import EnergyMonitor, SamplePlan
+from wattwise.keras import EnergyMonitor
+from wattwise.keras_data import SamplePlan
 
 pytestmark = pytest.mark.keras
 
