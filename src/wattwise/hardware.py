@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import os
 import re
-import warnings
 from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from wattwise._warn import warn
 from wattwise.errors import ConfigurationError, WattwiseWarning
 from wattwise.model.hierarchy import PRESETS, GiB, Hierarchy, KiB, MemoryLevel, MiB
 
@@ -285,9 +285,9 @@ def detect_hierarchy(
             try:
                 h = cpu_hierarchy(sysfs_root, meminfo_path)
             except ConfigurationError as e:
-                warnings.warn(
+                warn(
                     f"wattwise: could not detect the CPU caches ({e}); using the paper's CPU "
-                    "node (butter-e-cpu) as an assumption", WattwiseWarning, stacklevel=2)
+                    "node (butter-e-cpu) as an assumption", WattwiseWarning)
                 h = replace(PRESETS["butter-e-cpu"], notes=PRESETS["butter-e-cpu"].notes + (
                     "CPU caches could not be detected; the paper's CPU node is assumed",))
     else:

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from wattwise.errors import ConfigurationError
@@ -49,12 +51,63 @@ def first_input(batch: Any) -> Any:
     return batch
 
 
-def _dataset_args(n_samples: int | None, bytes_per_datum: float | None) -> tuple[int | None, float | None]:
-    if n_samples is None:
-        return None, None
-    if isinstance(n_samples, bool) or not isinstance(n_samples, int) or n_samples < 1:
-        raise ConfigurationError(f"n_samples={n_samples!r} must be a positive int or None")
-    return n_samples, bytes_per_datum
+@dataclass(frozen=True)
+class _Options:
+    """The working-set options both frameworks take (see :func:`torch_working_sets`)."""
+
+    batch_size: int
+    n_obs: int | None
+    bytes_per_datum: float | None
+    optimizer_state: bool
+
+    @classmethod
+    def of(cls, batch_size: int, n_samples: int | None, bytes_per_datum: float | None,
+           optimizer_state: bool) -> _Options:
+        if n_samples is None:
+            return cls(batch_size, None, None, optimizer_state)
+        if isinstance(n_samples, bool) or not isinstance(n_samples, int) or n_samples < 1:
+            raise ConfigurationError(f"n_samples={n_samples!r} must be a positive int or None")
+        return cls(batch_size, n_samples, bytes_per_datum, optimizer_state)
+
+    def mlp(self, widths: list[int], n_in: int, element_bytes: int) -> WorkingSets:
+        """The spec's MLP working sets (a Dense-only model)."""
+        return mlp_working_sets(widths, n_in, self.batch_size, n_obs=self.n_obs,
+                                bytes_per_datum=self.bytes_per_datum, element_bytes=element_bytes,
+                                optimizer_state=self.optimizer_state)
+
+    def measured(
+        self,
+        records: Sequence[tuple[Any, int, int]],
+        macs: Callable[[Any, float], float],
+        *,
+        n_batch: int,
+        n_params: int,
+        element_bytes: int,
+        bytes_per_datum: Callable[[], float],
+        source: str,
+        exact: str,
+    ) -> WorkingSets:
+        """Working sets of a general model from its per-layer (layer, input elements, output
+        elements) records of one batch of ``n_batch``; ``macs(layer, outputs per sample)``
+        estimates a layer's multiply-accumulates per sample (``exact`` names the layer types
+        it counts exactly); ``bytes_per_datum()`` is called when the dataset size is known and
+        no bytes per datum were given."""
+        layer_io = [(max(1, round(i / n_batch)), max(1, round(o / n_batch))) for _, i, o in records]
+        o_f = sum(macs(layer, o / n_batch) for layer, _, o in records) * self.batch_size
+        o_b = 2 * o_f + n_params * (1 + self.batch_size)
+        bpd = self.bytes_per_datum
+        if self.n_obs is not None and bpd is None:
+            bpd = bytes_per_datum()
+        kinds = sorted({type(layer).__name__ for layer, _, _ in records})
+        return layer_working_sets(
+            layer_io, n_params=n_params, batch_size=self.batch_size, n_obs=self.n_obs,
+            bytes_per_datum=bpd, element_bytes=element_bytes,
+            optimizer_state=self.optimizer_state, ops_forward=o_f, ops_backward=o_b,
+            source=source, measured=("t", "f", "b") + (("d",) if self.n_obs is not None else ()),
+            notes=(MEASURED_NOTE + f"; layer types: {', '.join(kinds)}",
+                   f"operation counts are estimates ({exact} exact MACs, other layers ~params)"),
+            n_in=None,
+        )
 
 
 def torch_working_sets(
@@ -92,25 +145,46 @@ def torch_working_sets(
         raise ConfigurationError(
             f"batch input is a {type(x).__name__!r}, expected a torch.Tensor (or (x, y) / dict)"
         )
-    n_obs, bpd = _dataset_args(n_samples, bytes_per_datum)
+    opts = _Options.of(batch_size, n_samples, bytes_per_datum, optimizer_state)
     n_batch = int(x.shape[0]) if x.dim() > 0 else 1
     params = [p for p in module.parameters() if p.requires_grad]
     n_params = int(sum(p.numel() for p in params))
     elem = int(params[0].element_size()) if params else int(x.element_size())
+    records, y = _torch_records(module, x)
+    linears = [m for m, _, _ in records if isinstance(m, torch.nn.Linear)]
+    if _torch_dense_only(records, linears, n_params):
+        widths = [int(m.out_features) for m in linears]
+        return opts.mlp(widths, int(linears[0].in_features), elem)
+    return opts.measured(
+        records, _torch_macs, n_batch=n_batch, n_params=n_params, element_bytes=elem,
+        bytes_per_datum=lambda: x.element_size() * x.numel() / n_batch + _numel(y) * elem / n_batch,
+        source="torch", exact="Linear/Conv",
+    )
+
+
+def _numel(t: Any) -> int:
+    """Elements of a tensor, or of the tensors in a (nested) tuple, list or dict."""
+    import torch
+
+    if isinstance(t, torch.Tensor):
+        return int(t.numel())
+    if isinstance(t, (tuple, list)):
+        return sum(_numel(v) for v in t)
+    if isinstance(t, dict):
+        return sum(_numel(v) for v in t.values())
+    return 0
+
+
+def _torch_records(module: Any, x: Any) -> tuple[list[tuple[Any, int, int]], Any]:
+    """(leaf module, input elements, output elements) of every leaf that ran in one forward
+    pass in eval mode without gradients, and the output; training modes are restored."""
+    import torch
+
     leaves = [m for m in module.modules() if not any(True for _ in m.children())]
     records: list[tuple[Any, int, int]] = []
 
-    def numel(t: Any) -> int:
-        if isinstance(t, torch.Tensor):
-            return int(t.numel())
-        if isinstance(t, (tuple, list)):
-            return sum(numel(v) for v in t)
-        if isinstance(t, dict):
-            return sum(numel(v) for v in t.values())
-        return 0
-
     def hook(m: Any, inp: Any, out: Any) -> None:
-        records.append((m, numel(inp), numel(out)))
+        records.append((m, _numel(inp), _numel(out)))
 
     handles = [m.register_forward_hook(hook) for m in leaves]
     modes = {m: m.training for m in module.modules()}
@@ -128,42 +202,30 @@ def torch_working_sets(
             f"module {type(module).__name__!r} ran no submodule in its forward pass; wattwise "
             "needs at least one layer to measure working sets"
         )
-    linear_types = (torch.nn.Linear,)
-    kinds = {type(m).__name__ for m, _, _ in records}
-    linears = [m for m, _, _ in records if isinstance(m, linear_types)]
-    dense_only = bool(linears) and all(
-        isinstance(m, linear_types) or type(m).__name__ in _TORCH_ELEMENTWISE for m, _, _ in records
+    return records, y
+
+
+def _torch_dense_only(records: list[tuple[Any, int, int]], linears: list[Any], n_params: int) -> bool:
+    """Only Linear layers (each used once, chained) and elementwise layers, holding every
+    trainable parameter: the model is the spec's MLP."""
+    import torch
+
+    return bool(linears) and all(
+        isinstance(m, torch.nn.Linear) or type(m).__name__ in _TORCH_ELEMENTWISE
+        for m, _, _ in records
     ) and all(a.out_features == b.in_features for a, b in itertools.pairwise(linears)) and \
         len(set(map(id, linears))) == len(linears) and \
         sum(sum(p.numel() for p in m.parameters()) for m in linears) == n_params
-    if dense_only:
-        widths = [int(m.out_features) for m in linears]
-        return mlp_working_sets(widths, int(linears[0].in_features), batch_size, n_obs=n_obs,
-                                bytes_per_datum=bpd, element_bytes=elem,
-                                optimizer_state=optimizer_state)
-    # general model: measured per-layer activations, per sample
-    layer_io = [(max(1, round(i / n_batch)), max(1, round(o / n_batch))) for _, i, o in records]
-    o_f = 0.0
-    for m, _, o in records:
-        out_ps = o / n_batch
-        if isinstance(m, torch.nn.Linear):
-            o_f += out_ps / m.out_features * (m.in_features * m.out_features + m.out_features)
-        elif isinstance(m, torch.nn.modules.conv._ConvNd):
-            o_f += out_ps * (m.weight[0].numel() + (1 if m.bias is not None else 0))
-        else:
-            o_f += sum(p.numel() for p in m.parameters(recurse=False))
-    o_f *= batch_size
-    o_b = 2 * o_f + n_params * (1 + batch_size)
-    if n_obs is not None and bpd is None:
-        bpd = (x.element_size() * x.numel() / n_batch) + numel(y) * elem / n_batch
-    return layer_working_sets(
-        layer_io, n_params=n_params, batch_size=batch_size, n_obs=n_obs, bytes_per_datum=bpd,
-        element_bytes=elem, optimizer_state=optimizer_state, ops_forward=o_f, ops_backward=o_b,
-        source="torch", measured=("t", "f", "b") + (("d",) if n_obs is not None else ()),
-        notes=(MEASURED_NOTE + f"; layer types: {', '.join(sorted(kinds))}",
-               "operation counts are estimates (Linear/Conv exact MACs, other layers ~params)"),
-        n_in=None,
-    )
+
+
+def _torch_macs(m: Any, out_per_sample: float) -> float:
+    import torch
+
+    if isinstance(m, torch.nn.Linear):
+        return float(out_per_sample / m.out_features * (m.in_features * m.out_features + m.out_features))
+    if isinstance(m, torch.nn.modules.conv._ConvNd):
+        return float(out_per_sample * (m.weight[0].numel() + (1 if m.bias is not None else 0)))
+    return float(sum(p.numel() for p in m.parameters(recurse=False)))
 
 
 def keras_working_sets(
@@ -189,7 +251,7 @@ def keras_working_sets(
             "(for torch use check_torch_model)"
         )
     x = first_input(batch)
-    n_obs, bpd = _dataset_args(n_samples, bytes_per_datum)
+    opts = _Options.of(batch_size, n_samples, bytes_per_datum, optimizer_state)
     shape = tuple(int(d) for d in np.shape(keras.ops.convert_to_numpy(x)))
     n_batch = shape[0] if shape else 1
     if not model.built:
@@ -199,17 +261,35 @@ def keras_working_sets(
     n_params = int(sum(int(np.prod(w.shape)) for w in params))
     elem = int(np.dtype(params[0].dtype).itemsize) if params else 4
     dense = [l for l in layers if isinstance(l, keras.layers.Dense)]
-    dense_only = bool(dense) and all(
+    if _keras_dense_only(layers, dense, n_params) and len(shape) == 2:
+        return opts.mlp([int(l.units) for l in dense], int(dense[0].kernel.shape[0]), elem)
+    records = _keras_records(model, layers, x, n_batch)
+    return opts.measured(
+        records, _keras_macs, n_batch=n_batch, n_params=n_params, element_bytes=elem,
+        bytes_per_datum=lambda: elem * (math.prod(shape[1:]) + records[-1][2] / n_batch),
+        source="keras", exact="Dense/Conv",
+    )
+
+
+def _keras_dense_only(layers: list[Any], dense: list[Any], n_params: int) -> bool:
+    """Only Dense layers with bias (chained) and passive layers, holding every trainable
+    parameter: the model is the spec's MLP."""
+    import keras
+    import numpy as np
+
+    return bool(dense) and all(
         isinstance(l, keras.layers.Dense) or type(l).__name__ in _KERAS_PASSIVE for l in layers
-    ) and len(shape) == 2 and all(
+    ) and all(
         int(a.units) == int(b.kernel.shape[0]) for a, b in itertools.pairwise(dense)
     ) and sum(int(np.prod(w.shape)) for l in dense for w in l.trainable_weights) == n_params \
         and all(l.use_bias for l in dense)
-    if dense_only:
-        widths = [int(l.units) for l in dense]
-        return mlp_working_sets(widths, int(dense[0].kernel.shape[0]), batch_size, n_obs=n_obs,
-                                bytes_per_datum=bpd, element_bytes=elem,
-                                optimizer_state=optimizer_state)
+
+
+def _keras_records(model: Any, layers: list[Any], x: Any, n_batch: int) -> list[tuple[Any, int, int]]:
+    """(layer, input elements, output elements) of every layer for one batch."""
+    import keras
+    import numpy as np
+
     records: list[tuple[Any, int, int]] = []
     if isinstance(model, keras.Sequential):
         h = x
@@ -217,42 +297,31 @@ def keras_working_sets(
             out = l(h, training=False)
             records.append((l, int(np.prod(np.shape(h))), int(np.prod(np.shape(out)))))
             h = out
-    else:
-        try:
-            probe = keras.Model(model.inputs, [l.output for l in layers])
-            outs = probe(x, training=False)
-        except Exception as e:
-            raise ConfigurationError(
-                f"keras model {model.name!r}: cannot read per-layer activations ({e}); "
-                "use a Sequential or functional model"
-            ) from e
-        outs = outs if isinstance(outs, (list, tuple)) else [outs]
-        for l, out in zip(layers, outs):
-            ins = l.input
-            in_ps = sum(int(math.prod(d for d in t.shape[1:] if d)) for t in
-                        (ins if isinstance(ins, (list, tuple)) else [ins]))
-            records.append((l, in_ps * n_batch, int(np.prod(np.shape(out)))))
-    layer_io = [(max(1, round(i / n_batch)), max(1, round(o / n_batch))) for _, i, o in records]
-    o_f = 0.0
-    for l, _, o in records:
-        k = sum(int(np.prod(w.shape)) for w in l.trainable_weights)
-        if isinstance(l, keras.layers.Dense):
-            o_f += (o / n_batch) / l.units * k
-        elif "Conv" in type(l).__name__ and getattr(l, "filters", None):
-            o_f += (o / n_batch) / l.filters * k
-        else:
-            o_f += k
-    o_f *= batch_size
-    o_b = 2 * o_f + n_params * (1 + batch_size)
-    if n_obs is not None and bpd is None:
-        bpd = elem * (math.prod(shape[1:]) + records[-1][2] / n_batch)
-    kinds = sorted({type(l).__name__ for l, _, _ in records})
-    return layer_working_sets(
-        layer_io, n_params=n_params, batch_size=batch_size, n_obs=n_obs, bytes_per_datum=bpd,
-        element_bytes=elem, optimizer_state=optimizer_state, ops_forward=o_f, ops_backward=o_b,
-        source="keras", measured=("t", "f", "b") + (("d",) if n_obs is not None else ()),
-        notes=(MEASURED_NOTE + f"; layer types: {', '.join(kinds)}",
-               "operation counts are estimates (Dense/Conv exact MACs, other layers ~params)"),
-    )
+        return records
+    try:
+        probe = keras.Model(model.inputs, [l.output for l in layers])
+        outs = probe(x, training=False)
+    except Exception as e:
+        raise ConfigurationError(
+            f"keras model {model.name!r}: cannot read per-layer activations ({e}); "
+            "use a Sequential or functional model"
+        ) from e
+    outs = outs if isinstance(outs, (list, tuple)) else [outs]
+    for l, out in zip(layers, outs):
+        ins = l.input
+        in_ps = sum(int(math.prod(d for d in t.shape[1:] if d)) for t in
+                    (ins if isinstance(ins, (list, tuple)) else [ins]))
+        records.append((l, in_ps * n_batch, int(np.prod(np.shape(out)))))
+    return records
 
 
+def _keras_macs(l: Any, out_per_sample: float) -> float:
+    import keras
+    import numpy as np
+
+    k = sum(int(np.prod(w.shape)) for w in l.trainable_weights)
+    if isinstance(l, keras.layers.Dense):
+        return float(out_per_sample / l.units * k)
+    if "Conv" in type(l).__name__ and getattr(l, "filters", None):
+        return float(out_per_sample / l.filters * k)
+    return float(k)

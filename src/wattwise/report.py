@@ -5,8 +5,10 @@ A run summary is the JSON file :class:`~wattwise.EnergyTracker` writes (schema i
 run, epoch and phase), prints them as tables (side by side when several runs are given), writes
 CSV and draws plots with matplotlib (imported lazily, Agg backend).
 
-Unknown values stay ``None`` (printed as ``-``), never 0. Estimated numbers are labelled
-``estimated`` in every table, CSV row and plot legend.
+Unknown values stay ``None`` (printed as :data:`wattwise.console.UNKNOWN`, ``n/a``; empty in
+CSV), never 0. Estimated numbers are labelled ``estimated`` in every table, CSV row and plot
+legend. Both summary schemas are read: version 1, and version 2 whose epoch records name their
+stage (``fit``, ``validate``, ``test``, ``predict``); version-1 epochs belong to ``fit``.
 
 Example:
     >>> from wattwise.report import load_summary, report_rows, format_report
@@ -18,7 +20,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import math
 import os
 from collections.abc import Iterable, Mapping, Sequence
@@ -26,7 +27,9 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import IO, Any
 
+from wattwise.console import UNKNOWN, epoch_stage, format_number, render_table, stage_labels
 from wattwise.errors import ConfigurationError
+from wattwise.summary import read_summary
 
 __all__ = [
     "ReportRow",
@@ -57,8 +60,10 @@ class ReportRow:
         joules_per_sample: joules per training sample, None when unknown.
         watts: average power in watts, None when unknown.
         seconds: wall time of the phase in seconds.
-        samples: samples processed.
+        samples: samples processed, None when unknown.
         estimated: True when the joules are estimates (no hardware counter).
+        stage: the stage the epoch belongs to (``"fit"``, ``"validate"``, ...; ``"fit"`` for a
+            schema-1 summary), or ``"all"`` for the run totals.
     """
 
     run: str
@@ -70,6 +75,7 @@ class ReportRow:
     seconds: float | None
     samples: int | None
     estimated: bool
+    stage: str = "fit"
 
     @property
     def source(self) -> str:
@@ -85,16 +91,18 @@ CSV_COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(ReportRow)) + ("sour
 
 
 def load_summary(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """Read one run summary JSON file.
+    """Read one run summary JSON file with :func:`wattwise.summary.read_summary`.
 
     Args:
-        path: the summary file a callback or :class:`~wattwise.EnergyTracker` wrote.
+        path: the summary file a callback or :class:`~wattwise.EnergyTracker` wrote, or a
+            folder holding exactly one ``.json`` file.
 
     Returns:
         The summary as a dict, with ``"_path"`` set to the file path it came from.
 
     Raises:
-        ConfigurationError: the file is missing, is not JSON, or is not a run summary.
+        ConfigurationError: the file is missing or unreadable, is not JSON, or is not a run
+            summary of a schema version this wattwise reads.
     """
     p = Path(path)
     if p.is_dir():
@@ -106,26 +114,15 @@ def load_summary(path: str | os.PathLike[str]) -> dict[str, Any]:
             )
         p = candidates[0]
     try:
-        text = p.read_text(encoding="utf-8")
+        data = read_summary(p)
     except FileNotFoundError:
         raise ConfigurationError(
             f"report: run summary {str(path)!r} does not exist; give the path of a summary "
             "JSON written by EnergyMonitor/EnergyTracker (summary_path=...)"
         ) from None
-    except OSError as e:
-        raise ConfigurationError(f"report: cannot read {str(path)!r}: {e.strerror or e}") from e
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise ConfigurationError(
-            f"report: {str(path)!r} is not JSON ({e.msg} at line {e.lineno}); expected a run "
-            "summary written by EnergyMonitor/EnergyTracker"
-        ) from None
-    if not isinstance(data, dict) or not ("epochs" in data or "totals" in data):
-        raise ConfigurationError(
-            f"report: {str(path)!r} is JSON but not a wattwise run summary (no 'epochs' or "
-            "'totals'); expected a file written by EnergyMonitor/EnergyTracker"
-        )
+    except (OSError, UnicodeDecodeError) as e:
+        why = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
+        raise ConfigurationError(f"report: cannot read {str(path)!r}: {why}") from e
     data["_path"] = str(p)
     return data
 
@@ -179,7 +176,9 @@ def _summary_estimated(summary: Mapping[str, Any]) -> bool:
     return False
 
 
-def _row(run: str, epoch: int | None, phase: str, rec: Mapping[str, Any], est: bool) -> ReportRow:
+def _row(
+    run: str, epoch: int | None, phase: str, rec: Mapping[str, Any], est: bool, stage: str
+) -> ReportRow:
     joules = _num(rec.get("joules"))
     seconds = _num(rec.get("seconds"))
     samples = _int(rec.get("samples"))
@@ -200,6 +199,7 @@ def _row(run: str, epoch: int | None, phase: str, rec: Mapping[str, Any], est: b
         seconds=seconds,
         samples=samples,
         estimated=bool(estimated) if isinstance(estimated, bool) else est,
+        stage=stage,
     )
 
 
@@ -211,13 +211,16 @@ def report_rows(
     Args:
         summary: a run summary dict (from :func:`load_summary` or ``EnergyTracker.summary()``).
         label: the run label; default :func:`run_label`.
-        totals: also return the run totals per phase (rows with ``epoch=None``).
+        totals: also return the run totals per phase (rows with ``epoch=None``, stage
+            ``"all"``).
 
     Returns:
-        The rows, epochs in order, phases in the order train, validate, test, predict.
+        The rows, epochs in order (each labelled with its stage), phases in the order train,
+        validate, test, predict.
     """
     run = label if label is not None else run_label(summary)
     est = _summary_estimated(summary)
+    labels = stage_labels(summary)
     rows: list[ReportRow] = []
     epochs = summary.get("epochs") or []
     if isinstance(epochs, Mapping):
@@ -226,56 +229,20 @@ def report_rows(
         if not isinstance(ep, Mapping):
             continue
         epoch = _int(ep.get("epoch"))
+        stage = epoch_stage(ep, labels)
         for phase, rec in _phase_items(ep.get("phases")):
-            rows.append(_row(run, i if epoch is None else epoch, phase, rec, est))
+            rows.append(_row(run, i if epoch is None else epoch, phase, rec, est, stage))
     if totals:
         tot = summary.get("totals") or {}
         if isinstance(tot, Mapping) and isinstance(tot.get("phases"), (Mapping, list)):
             tot = tot["phases"]
         for phase, rec in _phase_items(tot):
-            rows.append(_row(run, None, phase, rec, est))
+            rows.append(_row(run, None, phase, rec, est, "all"))
     return rows
 
 
 # --------------------------------------------------------------------------------------------
-# formatting
-
-
-def _fmt(value: float | int | None, kind: str) -> str:
-    if value is None:
-        return "-"
-    if kind == "int":
-        return f"{int(value):d}"
-    v = float(value)
-    if kind == "j" or kind == "jps":
-        if v == 0:
-            return "0"
-        a = abs(v)
-        if a >= 1000:
-            return f"{v:,.0f}"
-        if a >= 100:
-            return f"{v:.1f}"
-        if a >= 1:
-            return f"{v:.2f}"
-        return f"{v:.3g}"
-    if kind == "w":
-        return f"{v:.1f}"
-    if kind == "s":
-        return f"{v:.2f}"
-    return str(value)
-
-
-def _table(header: Sequence[str], body: Sequence[Sequence[str]], right: Sequence[bool]) -> str:
-    widths = [len(h) for h in header]
-    for line in body:
-        widths = [max(w, len(c)) for w, c in zip(widths, line)]
-
-    def render(cells: Sequence[str]) -> str:
-        out = [c.rjust(w) if r else c.ljust(w) for c, w, r in zip(cells, widths, right)]
-        return "  ".join(out).rstrip()
-
-    sep = "  ".join("-" * w for w in widths)
-    return "\n".join([render(header), sep, *(render(b) for b in body)])
+# formatting (numbers, tables and the unknown marker are wattwise.console's)
 
 
 def _meter_line(summary: Mapping[str, Any]) -> str:
@@ -294,61 +261,62 @@ def _meter_line(summary: Mapping[str, Any]) -> str:
 
 
 def format_run(summary: Mapping[str, Any], label: str | None = None) -> str:
-    """One run as a table: per epoch and phase joules, J/sample, W, seconds, measured/estimated."""
+    """One run as a table: per epoch and phase joules, J/sample, W, seconds, samples and
+    measured/estimated, then the run totals; with a ``stage`` column when the run had several
+    stages (schema 2: ``fit``, then ``validate``/``test``/``predict``)."""
     run = label if label is not None else run_label(summary)
     rows = report_rows(summary, run)
     status = summary.get("status", "?")
-    est = _summary_estimated(summary)
     head = f"Run {run}  (status: {status}; meters: {_meter_line(summary)})"
-    if est:
+    if _summary_estimated(summary):
         head += "\n  ESTIMATES: no hardware energy counter was readable; joules are estimated."
+    if not rows:
+        return head + "\n  (no epochs recorded)"
+    staged = len({r.stage for r in rows if r.epoch is not None}) > 1 or len(stage_labels(summary)) > 1
     header = ["epoch", "phase", "joules", "J/sample", "watts", "seconds", "samples", "source"]
     body = [
         [
             "total" if r.epoch is None else str(r.epoch),
             r.phase,
-            _fmt(r.joules, "j"),
-            _fmt(r.joules_per_sample, "jps"),
-            _fmt(r.watts, "w"),
-            _fmt(r.seconds, "s"),
-            _fmt(r.samples, "int"),
+            format_number(r.joules),
+            format_number(r.joules_per_sample),
+            format_number(r.watts),
+            format_number(r.seconds),
+            format_number(r.samples, integer=True),
             r.source,
         ]
         for r in rows
     ]
-    if not body:
-        return head + "\n  (no epochs recorded)"
-    return head + "\n" + _table(header, body, [True, False, True, True, True, True, True, False])
+    if staged:
+        header = ["stage", *header]
+        body = [[r.stage, *b] for r, b in zip(rows, body)]
+    names = {i for i, h in enumerate(header) if h in ("stage", "epoch", "phase", "source")}
+    table = render_table(header, body, left=names, indent="")
+    return head + "\n" + "\n".join(table)
 
 
 def format_comparison(summaries: Sequence[Mapping[str, Any]], labels: Sequence[str]) -> str:
-    """Several runs side by side: run totals per phase, one column group per run."""
+    """Several runs side by side: run totals per phase, one column per run."""
     per_run = [
         {r.phase: r for r in report_rows(s, lab) if r.epoch is None}
         for s, lab in zip(summaries, labels)
     ]
     phases = [p for p in _PHASE_ORDER if any(p in d for d in per_run)]
     phases += sorted({p for d in per_run for p in d} - set(phases))
-    header = ["phase", "quantity", *labels]
-    body: list[list[str]] = []
     quantities = (
-        ("joules", "joules", "j"),
-        ("J/sample", "joules_per_sample", "jps"),
-        ("watts", "watts", "w"),
-        ("seconds", "seconds", "s"),
+        ("joules", "joules"),
+        ("J/sample", "joules_per_sample"),
+        ("watts", "watts"),
+        ("seconds", "seconds"),
     )
+    body: list[list[str]] = []
     for phase in phases:
-        for qname, attr, kind in quantities:
-            cells = []
-            for d in per_run:
-                r = d.get(phase)
-                cells.append(_fmt(getattr(r, attr), kind) if r is not None else "-")
-            body.append([phase, qname, *cells])
-        body.append(
-            [phase, "source", *[(d[phase].source if phase in d else "-") for d in per_run]]
-        )
-    right = [False, False, *([True] * len(labels))]
-    return "Runs side by side (run totals)\n" + _table(header, body, right)
+        rows = [d.get(phase) for d in per_run]
+        for qname, attr in quantities:
+            body.append([phase, qname, *(format_number(getattr(r, attr, None)) for r in rows)])
+        body.append([phase, "source", *(UNKNOWN if r is None else r.source for r in rows)])
+    table = render_table(["phase", "quantity", *labels], body, left=(0, 1), indent="")
+    return "Runs side by side (run totals)\n" + "\n".join(table)
 
 
 def run_labels(summaries: Sequence[Mapping[str, Any]]) -> list[str]:
@@ -427,42 +395,9 @@ def plot_runs(summaries: Sequence[Mapping[str, Any]], path: str | os.PathLike[st
         raise ConfigurationError(
             'report --plot needs matplotlib: pip install "wattwise[plot]"'
         ) from e
-    labels = run_labels(summaries)
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.2))
-    any_est = False
-    phase_vals: dict[str, dict[str, float | None]] = {}
-    for s, lab in zip(summaries, labels):
-        rows = report_rows(s, lab)
-        est = any(r.estimated for r in rows)
-        any_est |= est
-        tag = f"{lab} (estimated)" if est else lab
-        per_epoch: dict[int, float] = {}
-        for r in rows:
-            if r.epoch is not None and r.joules is not None:
-                per_epoch[r.epoch] = per_epoch.get(r.epoch, 0.0) + r.joules
-        xs = sorted(per_epoch)
-        ax1.plot(xs, [per_epoch[x] for x in xs], marker="o",
-                 linestyle="--" if est else "-", label=tag)
-        phase_vals[tag] = {r.phase: r.joules_per_sample for r in rows if r.epoch is None}
-    ax1.set_xlabel("epoch")
-    ax1.set_ylabel("energy per epoch, all phases [J]")
-    ax1.set_title("Energy per epoch" + (" (estimates)" if any_est else ""))
-    ax1.grid(alpha=0.3)
-    ax1.legend(fontsize=8)
-    phases = [p for p in _PHASE_ORDER if any(p in v for v in phase_vals.values())]
-    width = 0.8 / max(1, len(phase_vals))
-    for i, (tag, vals) in enumerate(phase_vals.items()):
-        xs_f = [j + i * width for j in range(len(phases))]
-        ys = [vals.get(p) for p in phases]
-        ax2.bar([x for x, y in zip(xs_f, ys) if y is not None],
-                [y for y in ys if y is not None], width=width, label=tag,
-                hatch="//" if "(estimated)" in tag else None)
-    ax2.set_xticks([j + width * (len(phase_vals) - 1) / 2 for j in range(len(phases))])
-    ax2.set_xticklabels(phases)
-    ax2.set_ylabel("joules per sample [J]")
-    ax2.set_title("J/sample per phase (run totals)")
-    ax2.grid(alpha=0.3, axis="y")
-    ax2.legend(fontsize=8)
+    phase_vals = _plot_energy_per_epoch(ax1, summaries)
+    _plot_joules_per_sample(ax2, phase_vals)
     fig.tight_layout()
     out = Path(path)
     try:
@@ -472,3 +407,50 @@ def plot_runs(summaries: Sequence[Mapping[str, Any]], path: str | os.PathLike[st
     finally:
         plt.close(fig)
     return out
+
+
+def _plot_energy_per_epoch(ax: Any, summaries: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, float | None]]:
+    """One line per run: joules per training epoch, all phases summed (dashed: estimates).
+
+    Returns per run tag (its label, ``(estimated)`` added for estimates) the run totals'
+    J/sample per phase, for :func:`_plot_joules_per_sample`.
+    """
+    any_est = False
+    phase_vals: dict[str, dict[str, float | None]] = {}
+    for s, lab in zip(summaries, run_labels(summaries)):
+        rows = report_rows(s, lab)
+        est = any(r.estimated for r in rows)
+        any_est |= est
+        tag = f"{lab} (estimated)" if est else lab
+        per_epoch: dict[int, float] = {}
+        for r in rows:  # training epochs only: a validate/test stage restarts at epoch 0
+            if r.epoch is not None and r.joules is not None and r.stage.split("#")[0] == "fit":
+                per_epoch[r.epoch] = per_epoch.get(r.epoch, 0.0) + r.joules
+        xs = sorted(per_epoch)
+        ax.plot(xs, [per_epoch[x] for x in xs], marker="o",
+                linestyle="--" if est else "-", label=tag)
+        phase_vals[tag] = {r.phase: r.joules_per_sample for r in rows if r.epoch is None}
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("energy per epoch, all phases [J]")
+    ax.set_title("Energy per epoch" + (" (estimates)" if any_est else ""))
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return phase_vals
+
+
+def _plot_joules_per_sample(ax: Any, phase_vals: dict[str, dict[str, float | None]]) -> None:
+    """Bars of the run totals' J/sample per phase, one group per phase (hatched: estimates)."""
+    phases = [p for p in _PHASE_ORDER if any(p in v for v in phase_vals.values())]
+    width = 0.8 / max(1, len(phase_vals))
+    for i, (tag, vals) in enumerate(phase_vals.items()):
+        xs_f = [j + i * width for j in range(len(phases))]
+        ys = [vals.get(p) for p in phases]
+        ax.bar([x for x, y in zip(xs_f, ys) if y is not None],
+               [y for y in ys if y is not None], width=width, label=tag,
+               hatch="//" if "(estimated)" in tag else None)
+    ax.set_xticks([j + width * (len(phase_vals) - 1) / 2 for j in range(len(phases))])
+    ax.set_xticklabels(phases)
+    ax.set_ylabel("joules per sample [J]")
+    ax.set_title("J/sample per phase (run totals)")
+    ax.grid(alpha=0.3, axis="y")
+    ax.legend(fontsize=8)

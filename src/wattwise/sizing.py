@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import json
 import os
-import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from wattwise._warn import warn
 from wattwise.errors import ConfigurationError, SizingWarning, WattwiseWarning
 from wattwise.hardware import detect_hierarchy
 from wattwise.model.advise import Advice, advise
@@ -78,9 +78,9 @@ def resolve_coefficients(
             f"coefficients={coefficients!r}: expected None, a Coefficients, a JSON file path or dict"
         )
     if c.hardware != hierarchy.kind:
-        warnings.warn(
+        warn(
             f"wattwise: coefficients fitted on {c.hardware!r} used for a {hierarchy.kind!r} "
-            "hierarchy; predictions will be off", WattwiseWarning, stacklevel=3)
+            "hierarchy; predictions will be off", WattwiseWarning)
     return c
 
 
@@ -154,7 +154,7 @@ def record_advice(tracker: Any, advice: Advice) -> None:
     tracker.set_advice(advice.to_json())
     if advice.far:
         text = advice.text()
-        warnings.warn(text, SizingWarning, stacklevel=3)
+        warn(text, SizingWarning)
         import logging
 
         logging.getLogger("wattwise").info("%s", text)

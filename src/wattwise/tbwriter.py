@@ -104,6 +104,11 @@ def _scalar_summary(tag: str, value: float) -> bytes:
     return _len_delimited(1, val)
 
 
+def _is_int(value: object, *, minimum: int) -> bool:
+    """True for an int (not a bool) >= ``minimum``."""
+    return isinstance(value, int) and not isinstance(value, bool) and value >= minimum
+
+
 def _record(data: bytes) -> bytes:
     header = struct.pack("<Q", len(data))
     return (header + struct.pack("<I", masked_crc32c(header)) + data
@@ -131,7 +136,7 @@ class EventFileWriter:
                 f"EventFileWriter(log_dir={log_dir!r}): expected a directory path (str or "
                 "os.PathLike), e.g. 'runs/exp1'"
             )
-        if isinstance(flush_every, bool) or not isinstance(flush_every, int) or flush_every < 1:
+        if not _is_int(flush_every, minimum=1):
             raise ConfigurationError(
                 f"EventFileWriter(flush_every={flush_every!r}): expected an int >= 1"
             )
@@ -180,7 +185,7 @@ class EventFileWriter:
                 f"EventFileWriter.add_scalar(tag={tag!r}, value={value!r}): expected a finite "
                 "number (unknown values are not written, never written as 0)"
             )
-        if isinstance(step, bool) or not isinstance(step, int) or step < 0:
+        if not _is_int(step, minimum=0):
             raise ConfigurationError(
                 f"EventFileWriter.add_scalar(tag={tag!r}, step={step!r}): expected an int >= 0"
             )

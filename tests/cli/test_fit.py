@@ -86,7 +86,7 @@ def test_fit_skips_estimates_and_reports_one_line_errors(tmp_path, capsys):
     assert err.strip().splitlines()[-1].startswith("wattwise fit: error: no usable runs")
     bad = tmp_path / "bad.json"
     bad.write_text("{nope")
-    for argv, needle in (([str(bad)], "not a JSON run summary"),
+    for argv, needle in (([str(bad)], "not valid JSON"),
                          ([str(tmp_path / "missing.json")], "no such file"),
                          ([str(p), "--hardware", "tpu"], "--hardware 'tpu'"),
                          ([str(p), "--folds", "x"], "--folds 'x'")):

@@ -12,7 +12,15 @@ import pytest
 
 from wattwise import EnergyTracker
 from wattwise.cli.main import main
-from wattwise.report import format_report, load_summary, plot_runs, report_rows, rows_to_csv
+from wattwise.console import UNKNOWN, format_run_table
+from wattwise.report import (
+    CSV_COLUMNS,
+    format_report,
+    load_summary,
+    plot_runs,
+    report_rows,
+    rows_to_csv,
+)
 from wattwise.testing import FakeMeter
 
 # (train joules, validate joules) the fake counter moves in each epoch
@@ -92,7 +100,7 @@ def test_cli_side_by_side(run_a: Path, run_b: Path, capsys: pytest.CaptureFixtur
     assert "Runs side by side" in out
     side = out.split("Runs side by side", 1)[1]
     joules_line = next(l for l in side.splitlines() if l.split()[:2] == ["train", "joules"])
-    assert joules_line.split()[2:] == ["54.00", "108.0"]
+    assert joules_line.split()[2:] == ["54.00", "108.00"]  # console.format_number, like the run table
     source_line = next(l for l in side.splitlines() if l.split()[:2] == ["train", "source"])
     assert source_line.split()[2:] == ["measured", "estimated"]
 
@@ -117,7 +125,7 @@ def test_csv_to_stdout(run_a: Path, capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_unknown_joules_stay_unknown(tmp_path: Path) -> None:
-    """A stalled counter gives no joules: shown as '-' and left empty in CSV, never 0."""
+    """A stalled counter gives no joules: shown as console.UNKNOWN and left empty in CSV, never 0."""
     meter = FakeMeter(("cpu:package-0",), update_period_s=10.0)
     tracker = EnergyTracker([meter], summary_path=tmp_path / "s.json", run_name="stalled")
     tracker.start()
@@ -133,12 +141,13 @@ def test_unknown_joules_stay_unknown(tmp_path: Path) -> None:
     assert ",train,," in rows_to_csv(rows)
     text = format_report([load_summary(tmp_path / "s.json")])
     line = next(l for l in text.splitlines() if l.split()[:2] == ["0", "train"])
-    assert line.split()[2:4] == ["-", "-"]
+    assert line.split()[2:4] == [UNKNOWN, UNKNOWN] == ["n/a", "n/a"]
 
 
 @pytest.mark.parametrize(
     "content, needle",
-    [(None, "does not exist"), ("{not json", "is not JSON"), ('{"a": 1}', "not a wattwise run summary")],
+    [(None, "does not exist"), ("{not json", "not valid JSON"), ('{"a": 1}', "schema_version"),
+     ('{"schema_version": 99, "epochs": []}', "newer than this wattwise understands")],
 )
 def test_bad_input_one_line_error(tmp_path: Path, content: str | None, needle: str) -> None:
     path = tmp_path / "bad.json"
@@ -162,3 +171,84 @@ def test_help_has_examples(capsys: pytest.CaptureFixture[str]) -> None:
 def test_plot_runs_function(run_a: Path, tmp_path: Path) -> None:
     out = plot_runs([load_summary(run_a)], tmp_path / "p.png")
     assert out.exists() and out.stat().st_size > 5000
+
+
+def _record(phase: str, joules: float | None, samples: int | None, seconds: float = 2.0) -> dict:
+    return {"phase": phase, "joules": joules, "samples": samples, "seconds": seconds,
+            "joules_per_sample": None if joules is None or not samples else joules / samples,
+            "watts": None if joules is None else joules / seconds, "estimated": False}
+
+
+def _v2_summary() -> dict:
+    """A schema-2 summary: fit (two epochs, the second interrupted) then a test stage whose
+    sample count is unknown (null)."""
+    fit_phases = {"train": _record("train", 30.0, 100), "validate": _record("validate", 6.0, 40)}
+    test_phase = {"test": _record("test", 5.0, None)}
+    stage = {"status": "completed", "error": None, "started_at": None, "finished_at": None,
+             "resumed_from": None}
+    return {
+        "schema_version": 2, "run_name": "staged", "status": "completed", "estimated": False,
+        "meters": [{"name": "fake", "scope": "node", "domains": ["cpu:package-0"],
+                    "use": "measured"}],
+        "stages": [
+            {**stage, "stage": "fit", "epochs_completed": 1,
+             "totals": {"phases": fit_phases, "other": _record("other", 1.0, 0)}},
+            {**stage, "stage": "test", "status": "failed", "error": "RuntimeError: boom",
+             "epochs_completed": 0,
+             "totals": {"phases": test_phase, "other": _record("other", 0.5, 0)}},
+        ],
+        "epochs": [
+            {"epoch": 0, "stage": "fit", "stage_index": 0, "complete": True, "phases": fit_phases},
+            {"epoch": 1, "stage": "fit", "stage_index": 0, "complete": False,
+             "phases": {"train": _record("train", 3.0, 10)}},
+            {"epoch": 0, "stage": "test", "stage_index": 1, "complete": True, "phases": test_phase},
+        ],
+        "epochs_completed": 1,
+        "totals": {"phases": {**fit_phases, **test_phase}, "other": _record("other", 1.5, 0),
+                   "run": _record("run", 42.5, 0, seconds=9.0)},
+    }
+
+
+def test_v1_epochs_belong_to_fit(run_a: Path) -> None:
+    rows = report_rows(load_summary(run_a))
+    assert {r.stage for r in rows if r.epoch is not None} == {"fit"}
+    assert {r.stage for r in rows if r.epoch is None} == {"all"}
+    assert "stage" not in format_report([load_summary(run_a)]).splitlines()[1].split()
+    assert "stage" in CSV_COLUMNS
+
+
+def test_v2_rows_carry_their_stage_and_unknown_samples() -> None:
+    rows = report_rows(_v2_summary())
+    by_key = {(r.stage, r.epoch, r.phase): r for r in rows}
+    assert by_key[("fit", 0, "train")].joules == pytest.approx(30.0)
+    assert by_key[("fit", 1, "train")].joules == pytest.approx(3.0)
+    test = by_key[("test", 0, "test")]
+    assert test.samples is None and test.joules_per_sample is None and test.joules == 5.0
+    assert by_key[("all", None, "test")].samples is None
+
+
+def test_v2_report_table_has_a_stage_column() -> None:
+    text = format_report([_v2_summary()])
+    lines = [line.split() for line in text.splitlines()]
+    assert lines[1][:3] == ["stage", "epoch", "phase"]
+    assert ["fit", "0", "train", "30.00"] == next(l for l in lines if l[:3] == ["fit", "0", "train"])[:4]
+    test = next(l for l in lines if l[:3] == ["test", "0", "test"])
+    assert test[3] == "5.00" and test[4] == UNKNOWN and test[7] == UNKNOWN  # J/sample, samples
+
+
+def test_v2_run_table_is_grouped_by_stage() -> None:
+    text = format_run_table(_v2_summary())
+    lines = [line.split() for line in text.splitlines()]
+    assert lines[1] == ["stage", "phase", "joules", "J/sample", "W", "seconds", "samples"]
+    assert ["fit", "train", "30.00"] == next(l for l in lines if l[:2] == ["fit", "train"])[:3]
+    assert next(l for l in lines if l[:2] == ["test", "test"])[3] == UNKNOWN
+    assert next(l for l in lines if l[:2] == ["all", "run"])[2] == "42.50"
+    assert "stage test: failed (RuntimeError: boom)" in text
+
+
+def test_v2_csv_has_the_stage() -> None:
+    rows = list(csv.DictReader(io.StringIO(rows_to_csv(report_rows(_v2_summary(), "staged")))))
+    assert [(r["stage"], r["epoch"], r["phase"]) for r in rows][:4] == [
+        ("fit", "0", "train"), ("fit", "0", "validate"), ("fit", "1", "train"), ("test", "0", "test")
+    ]
+    assert rows[3]["samples"] == "" and rows[3]["joules_per_sample"] == ""

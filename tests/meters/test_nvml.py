@@ -195,7 +195,7 @@ def test_power_sampling_thread_runs(fake_nvml_libs: Libs, nvml_state: State) -> 
             time.sleep(0.002)
         r = m.read()
         assert r.joules["gpu:0"] == pytest.approx(50.0 * (r.time_s - t_start), rel=1e-6)
-    assert m._thread is not None and not m._thread.is_alive()
+    assert not m._poller.is_alive()
 
 
 def test_gpu_without_counter_or_power_is_skipped_with_warning(

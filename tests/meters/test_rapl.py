@@ -243,7 +243,7 @@ def test_read_failure_raises_meter_read_error_and_close_is_idempotent(tmp_path: 
     m.close()
     with pytest.raises(MeterReadError, match="closed"):
         m.read()
-    assert not m._thread.is_alive()
+    assert not m._poller.is_alive()
 
 
 def test_bad_arguments(intel_tree: Path) -> None:

@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
-from typing import Any
+import sys
+from typing import TYPE_CHECKING, Any
+
+from wattwise.cli._common import CLIError, add_subcommand, warnings_to_stderr
+
+if TYPE_CHECKING:
+    from wattwise.model.curves import NtpCurve
 
 EPILOG = """\
 examples:
@@ -25,7 +30,8 @@ HARDWARE = ("auto", "cpu", "gpu", "butter-e-cpu", "butter-e-gpu")
 
 def register(subparsers: Any) -> None:
     """Add the ``advise`` subcommand."""
-    p = subparsers.add_parser(
+    p = add_subcommand(
+        subparsers,
         "advise",
         help="cache-aware sizing advice for an MLP (energy model estimates)",
         description=(
@@ -35,7 +41,6 @@ def register(subparsers: Any) -> None:
             "model's predicted joules per training sample for each option."
         ),
         epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--widths", metavar="IN,W1,...,OUT", default=None,
                    help="input width then the Dense widths, output included")
@@ -63,9 +68,8 @@ def register(subparsers: Any) -> None:
     p.set_defaults(func=run)
 
 
-def _int(args: argparse.Namespace, name: str, value: Any, minimum: int = 1) -> int | None:
-    from wattwise.cli.main import CLIError
-
+def _int(name: str, value: Any, minimum: int = 1) -> int | None:
+    """``--name`` as an int >= ``minimum`` (``_`` allowed as digit separator); None stays None."""
     if value is None:
         return None
     try:
@@ -79,7 +83,6 @@ def _int(args: argparse.Namespace, name: str, value: Any, minimum: int = 1) -> i
 
 def _network(args: argparse.Namespace) -> tuple[int, list[int], str | None, int | None]:
     """-> (n_in, widths, shape, depth)."""
-    from wattwise.cli.main import CLIError
     from wattwise.errors import ConfigurationError
     from wattwise.model.shapes import SHAPES, network_widths
 
@@ -111,14 +114,14 @@ def _network(args: argparse.Namespace) -> tuple[int, list[int], str | None, int 
                        "--depth, --size, --inputs and --outputs")
     if args.shape not in SHAPES:
         raise CLIError(f"--shape {args.shape!r}: expected one of {', '.join(SHAPES)}")
-    depth = _int(args, "depth", args.depth, 2)
-    n_in = _int(args, "inputs", args.inputs)
-    n_out = _int(args, "outputs", args.outputs)
+    depth = _int("depth", args.depth, 2)
+    n_in = _int("inputs", args.inputs)
+    n_out = _int("outputs", args.outputs)
     for name, v in (("depth", depth), ("inputs", n_in), ("outputs", n_out)):
         if v is None:
             raise CLIError(f"--{name} is required with --shape")
     assert depth is not None and n_in is not None and n_out is not None
-    size = _int(args, "size", args.size)
+    size = _int("size", args.size)
     if size is None:
         if args.plot is None:
             raise CLIError("--size is required with --shape (or use --widths)")
@@ -127,9 +130,6 @@ def _network(args: argparse.Namespace) -> tuple[int, list[int], str | None, int 
 
 
 def _hierarchy(args: argparse.Namespace) -> Any:
-    import warnings
-
-    from wattwise.cli.main import CLIError
     from wattwise.errors import ConfigurationError
     from wattwise.hardware import detect_hierarchy
 
@@ -141,20 +141,15 @@ def _hierarchy(args: argparse.Namespace) -> Any:
         if not name or not val:
             raise CLIError(f"--cache {item!r}: expected LEVEL=SIZE[,UNITS], e.g. L2=2M or L3=32M,2")
         size, _, units = val.partition(",")
-        overrides[name.strip()] = (size.strip(), _int(args, "cache units", units)) if units else size.strip()
+        overrides[name.strip()] = (size.strip(), _int("cache units", units)) if units else size.strip()
     try:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            h = detect_hierarchy(args.hardware, overrides=overrides or None)
+        with warnings_to_stderr("advise"):
+            return detect_hierarchy(args.hardware, overrides=overrides or None)
     except ConfigurationError as e:
         raise CLIError(f"--hardware {args.hardware!r}: {e}") from None
-    for w in caught:
-        print(f"wattwise advise: warning: {w.message}", file=__import__("sys").stderr)
-    return h
 
 
 def run(args: argparse.Namespace) -> int:
-    from wattwise.cli.main import CLIError
     from wattwise.errors import ConfigurationError
     from wattwise.model.advise import advise
     from wattwise.model.working_sets import mlp_working_sets
@@ -163,8 +158,8 @@ def run(args: argparse.Namespace) -> int:
     if args.set_name not in ("b", "f"):
         raise CLIError(f"--set {args.set_name!r}: expected b or f")
     n_in, widths, shape, depth = _network(args)
-    batch = _int(args, "batch-size", args.batch_size)
-    samples = _int(args, "samples", args.samples)
+    batch = _int("batch-size", args.batch_size)
+    samples = _int("samples", args.samples)
     assert batch is not None
     h = _hierarchy(args)
     try:
@@ -173,54 +168,23 @@ def run(args: argparse.Namespace) -> int:
         raise CLIError(f"--coefficients: {e}") from None
     ws = mlp_working_sets(widths, n_in, batch, n_obs=samples)
     advice = advise(ws, h, coefs, n_samples=samples, set_name=args.set_name)
-    if args.json:
-        print(json.dumps(advice.to_json(), indent=2))
-    else:
-        print(advice.text())
+    print(json.dumps(advice.to_json(), indent=2) if args.json else advice.text())
     if args.plot is not None:
-        out = plot_ntp_curve(args.plot, h, coefs, n_in=n_in, n_out=widths[-1],
-                             shape=shape or "rectangle", depth=depth or len(widths), batch_size=batch,
-                             n_samples=samples, set_name=args.set_name,
-                             mark_ntp=None if (shape and args.size is None) else ws.ntp)
-        print(f"wrote plot to {out}", file=__import__("sys").stderr if args.json else __import__("sys").stdout)
+        from wattwise.model.curves import ntp_curve
+
+        shape, depth = shape or "rectangle", depth or len(widths)
+        curve = ntp_curve(h, coefs, shape=shape, depth=depth, n_in=n_in, n_out=widths[-1],
+                          batch_size=batch, n_samples=samples, set_name=args.set_name)
+        title = (f"{shape}, depth {depth}, {n_in}->{widths[-1]}, batch {batch} on {h.name}\n"
+                 f"BUTTER-E model estimate; shaded: {args.set_name} at 1x-2x of a cache level")
+        mark = None if (args.shape and args.size is None) else ws.ntp
+        out = plot_ntp_curve(args.plot, curve, title=title, mark_ntp=mark)
+        print(f"wrote plot to {out}", file=sys.stderr if args.json else sys.stdout)
     return 0
 
 
-def ntp_curve(hierarchy: Any, coefficients: Any, *, n_in: int, n_out: int, shape: str, depth: int,
-              batch_size: int, n_samples: int | None, set_name: str = "b", points: int = 120,
-              lo_size: int = 2**6, hi_size: int = 2**27) -> dict[str, Any]:
-    """Predicted J/sample against NTP for one shape, and the NTP where ``b`` fills each cache."""
-    from wattwise.model.advise import footprints
-    from wattwise.model.energy import joules_per_sample, pass_features
-    from wattwise.model.shapes import network_widths
-    from wattwise.model.working_sets import mlp_working_sets
-
-    xs: list[int] = []
-    ys: list[float] = []
-    rs: list[dict[str, float]] = []
-    for i in range(points):
-        size = round(math.exp(math.log(lo_size) + (math.log(hi_size) - math.log(lo_size)) * i / (points - 1)))
-        ws = mlp_working_sets(network_widths(shape, depth, size, n_in, n_out), n_in, batch_size,
-                              n_obs=n_samples)
-        if xs and ws.ntp <= xs[-1]:
-            continue
-        xs.append(ws.ntp)
-        ys.append(joules_per_sample(pass_features(ws, hierarchy), coefficients, batch_size))
-        rs.append({lr.level: lr.ratio for lr in footprints(ws, hierarchy, set_name)})
-    bounds: dict[str, int] = {}
-    for j in range(1, len(xs)):
-        for level, r in rs[j].items():
-            if rs[j - 1][level] < 1.0 <= r and level not in bounds:
-                bounds[level] = xs[j]
-    return {"ntp": xs, "joules_per_sample": ys, "boundaries": bounds}
-
-
-def plot_ntp_curve(path: str, hierarchy: Any, coefficients: Any, *, n_in: int, n_out: int,
-                   shape: str, depth: int, batch_size: int, n_samples: int | None,
-                   mark_ntp: int | None = None, set_name: str = "b") -> str:
-    """Draw the curve of :func:`ntp_curve` with the cache boundaries to ``path`` (PNG)."""
-    from wattwise.cli.main import CLIError
-
+def plot_ntp_curve(path: str, curve: NtpCurve, *, title: str, mark_ntp: int | None = None) -> str:
+    """Draw a :class:`~wattwise.model.curves.NtpCurve` with its cache boundaries to ``path``."""
     try:
         import matplotlib
     except ImportError:
@@ -228,25 +192,21 @@ def plot_ntp_curve(path: str, hierarchy: Any, coefficients: Any, *, n_in: int, n
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    c = ntp_curve(hierarchy, coefficients, n_in=n_in, n_out=n_out, shape=shape, depth=depth,
-                  batch_size=batch_size, n_samples=n_samples, set_name=set_name)
     fig, ax = plt.subplots(figsize=(7.5, 4.5), dpi=110)
-    ax.plot(c["ntp"], [y * 1e3 for y in c["joules_per_sample"]], color="tab:blue", lw=2,
+    ax.plot(curve.ntp, [y * 1e3 for y in curve.joules_per_sample], color="tab:blue", lw=2,
             label="predicted (estimate)")
     colors = ["tab:green", "tab:orange", "tab:red", "tab:purple"]
-    for (level, x), col in zip(sorted(c["boundaries"].items(), key=lambda kv: kv[1]), colors):
-        ax.axvline(x, color=col, ls="--", lw=1.2, label=f"{set_name} fills {level}")
-        ax.axvspan(x, _double_point(c, level, hierarchy, n_in, n_out, shape, depth, batch_size,
-                                    n_samples, set_name) or x, color=col, alpha=0.12)
+    for (level, x), col in zip(sorted(curve.boundaries.items(), key=lambda kv: kv[1]), colors):
+        ax.axvline(x, color=col, ls="--", lw=1.2, label=f"{curve.set_name} fills {level}")
+        near = curve.near_range(level)
+        ax.axvspan(x, (near[1] if near else None) or x, color=col, alpha=0.12)
     if mark_ntp is not None:
         ax.axvline(mark_ntp, color="black", lw=1, label=f"this network (NTP {mark_ntp:,})")
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("number of trainable parameters (NTP)")
     ax.set_ylabel("predicted training energy per sample (mJ)")
-    ax.set_title(f"{shape}, depth {depth}, {n_in}->{n_out}, batch {batch_size} on "
-                 f"{hierarchy.name}\nBUTTER-E model estimate; shaded: {set_name} at 1x-2x of a "
-                 "cache level", fontsize=9)
+    ax.set_title(title, fontsize=9)
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8, loc="upper left")
     fig.tight_layout()
@@ -257,20 +217,3 @@ def plot_ntp_curve(path: str, hierarchy: Any, coefficients: Any, *, n_in: int, n
     finally:
         plt.close(fig)
     return path
-
-
-def _double_point(c: dict[str, Any], level: str, hierarchy: Any, n_in: int, n_out: int, shape: str,
-                  depth: int, batch_size: int, n_samples: int | None, set_name: str) -> int | None:
-    from wattwise.model.advise import footprints
-    from wattwise.model.shapes import network_widths
-    from wattwise.model.working_sets import mlp_working_sets
-
-    for x in c["ntp"]:
-        if x < c["boundaries"][level]:
-            continue
-        ws = mlp_working_sets(network_widths(shape, depth, x, n_in, n_out), n_in, batch_size,
-                              n_obs=n_samples)
-        r = {lr.level: lr.ratio for lr in footprints(ws, hierarchy, set_name)}[level]
-        if r > 2.0:
-            return int(x)
-    return None

@@ -6,9 +6,17 @@ import argparse
 import os
 import sys
 import time
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+
+from wattwise.cli._common import (
+    CLIError,
+    add_subcommand,
+    add_training_options,
+    check_training_args,
+    make_out_dir,
+    meters_arg,
+)
 
 EPILOG = """\
 examples:
@@ -23,12 +31,12 @@ afterwards:
 """
 
 FRAMEWORKS = ("lightning", "keras")
-METER_NAMES = ("auto", "nvml", "rapl", "pyrapl", "codecarbon")
 
 
 def register(subparsers: Any) -> None:
     """Add the ``demo`` subcommand."""
-    p = subparsers.add_parser(
+    p = add_subcommand(
+        subparsers,
         "demo",
         help="train a small MLP on scikit-learn's bundled digits and report its energy",
         description=(
@@ -38,35 +46,18 @@ def register(subparsers: Any) -> None:
             "where the TensorBoard logs and the run summary were written."
         ),
         epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--framework", default="lightning", metavar="NAME",
                    help="lightning (default) or keras")
     p.add_argument("--epochs", type=int, default=3, metavar="N", help="epochs (default 3)")
-    p.add_argument("--batch-size", type=int, default=64, metavar="B",
-                   help="batch size (default 64)")
     p.add_argument("--hidden", default="128,128", metavar="W1,W2,...",
                    help="hidden layer widths (default 128,128); input 64, output 10")
-    p.add_argument("--out", default=None, metavar="DIR",
-                   help="output folder (default ./wattwise_runs/demo-<timestamp>)")
-    p.add_argument("--meters", nargs="+", default=["auto"], metavar="NAME",
-                   help="auto (default) or meter names: nvml rapl pyrapl codecarbon")
-    add_rapl_root(p)
-    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    add_training_options(p, "demo")
     p.set_defaults(func=run)
-
-
-def add_rapl_root(p: argparse.ArgumentParser) -> None:
-    """The ``--rapl-root`` option shared by demo and sweep."""
-    p.add_argument("--rapl-root", default=None, metavar="DIR",
-                   help="read RAPL from this powercap folder instead of /sys/class/powercap "
-                        "(e.g. a container's mount point); implies --meters rapl unless given")
 
 
 def parse_widths(text: str, option: str = "--hidden") -> list[int]:
     """Parse ``"128,128"`` into ``[128, 128]``; raise CLIError naming ``option`` otherwise."""
-    from wattwise.cli.main import CLIError
-
     try:
         widths = [int(w) for w in text.split(",") if w.strip()]
     except ValueError:
@@ -80,60 +71,13 @@ def parse_widths(text: str, option: str = "--hidden") -> list[int]:
     return widths
 
 
-def meters_arg(names: Sequence[str], rapl_root: str | None = None) -> Any:
-    """Validate ``--meters``: ``["auto"]`` -> ``"auto"``, else the list of names.
-
-    With ``rapl_root``, RAPL is a ``RaplMeter(root=rapl_root)`` instance (``auto`` -> just it).
-    """
-    from wattwise.cli.main import CLIError
-
-    if rapl_root is not None:
-        from wattwise.meters import RaplMeter
-
-        names = ["rapl"] if list(names) == ["auto"] else list(names)
-        if "rapl" not in names:
-            raise CLIError(f"--rapl-root {rapl_root!r} given but --meters does not include rapl")
-        meters_arg(names)  # validate the names
-        return [RaplMeter(root=rapl_root) if n == "rapl" else n for n in names]
-
-    for n in names:
-        if n not in METER_NAMES:
-            raise CLIError(f"--meters: unknown meter {n!r}; choose auto or from "
-                           f"{', '.join(METER_NAMES[1:])}")
-    if "auto" in names:
-        if len(names) > 1:
-            raise CLIError(f"--meters {' '.join(names)!r}: 'auto' cannot be combined with names")
-        return "auto"
-    return list(names)
-
-
-def default_out(prefix: str) -> Path:
-    """``./wattwise_runs/<prefix>-<YYYYmmdd-HHMMSS>``."""
-    return Path("wattwise_runs") / f"{prefix}-{time.strftime('%Y%m%d-%H%M%S')}"
-
-
-def _validate(args: argparse.Namespace) -> None:
-    from wattwise.cli.main import CLIError
-
+def run(args: argparse.Namespace) -> int:
     if args.framework not in FRAMEWORKS:
         raise CLIError(f"--framework {args.framework!r}: choose lightning or keras")
-    if not 1 <= args.epochs <= 10_000:
-        raise CLIError(f"--epochs {args.epochs!r}: expected an integer in 1..10000, e.g. 3")
-    if not 1 <= args.batch_size <= 100_000:
-        raise CLIError(f"--batch-size {args.batch_size!r}: expected an integer in 1..100000")
-
-
-def run(args: argparse.Namespace) -> int:
-    from wattwise.cli.main import CLIError
-
-    _validate(args)
+    check_training_args(args, max_epochs=10_000)
     hidden = parse_widths(args.hidden)
     meters = meters_arg(args.meters, args.rapl_root)
-    out = Path(args.out) if args.out else default_out("demo")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise CLIError(f"--out {str(out)!r}: cannot create the folder: {e.strerror or e}") from None
+    out = make_out_dir(args.out, "demo")
     summary_path = out / "summary.json"
     tb_dir = out / "tensorboard"
 
@@ -150,20 +94,7 @@ def run(args: argparse.Namespace) -> int:
         flush=True,
     )
     t0 = time.monotonic()
-    import warnings
-
-    from wattwise.errors import SizingWarning
-
-    with warnings.catch_warnings():
-        # the callback's sizing check still runs (its advice lands in the run summary); the
-        # demo prints the advice once, after the energy table, instead of as a warning
-        warnings.simplefilter("ignore", SizingWarning)
-        if args.framework == "lightning":
-            val_acc = train_lightning(data, hidden, args.epochs, args.batch_size, meters,
-                                      summary_path, tb_dir, args.seed)
-        else:
-            val_acc = train_keras(data, hidden, args.epochs, args.batch_size, meters,
-                                  summary_path, tb_dir, args.seed)
+    val_acc = _train(args, data, hidden, meters, summary_path, tb_dir)
     elapsed = time.monotonic() - t0
 
     from wattwise.report import load_summary
@@ -184,6 +115,24 @@ def run(args: argparse.Namespace) -> int:
     print(f"  TensorBoard:                tensorboard --logdir {tb_dir}")
     print(f"  the run summary (JSON):     {summary_path}")
     return 0
+
+
+def _train(args: argparse.Namespace, data: Any, hidden: list[int], meters: Any,
+           summary_path: Path, tb_dir: Path) -> float | None:
+    """Train with the chosen framework; the run table is printed by the callback."""
+    import warnings
+
+    from wattwise.errors import SizingWarning
+
+    with warnings.catch_warnings():
+        # the callback's sizing check still runs (its advice lands in the run summary); the
+        # demo prints the advice once, after the energy table, instead of as a warning
+        warnings.simplefilter("ignore", SizingWarning)
+        if args.framework == "lightning":
+            return train_lightning(data, hidden, args.epochs, args.batch_size, meters,
+                                   summary_path, tb_dir, args.seed)
+        return train_keras(data, hidden, args.epochs, args.batch_size, meters,
+                           summary_path, tb_dir, args.seed)
 
 
 def print_estimate_note(summary: dict[str, Any]) -> None:
@@ -246,12 +195,49 @@ def train_lightning(data: Any, hidden: list[int], epochs: int, batch_size: int,
     Returns:
         The final validation accuracy, or None.
     """
-    from wattwise.cli.main import CLIError
+    torch, pl, TensorBoardLogger = _import_lightning()
+    from torch.utils.data import DataLoader, TensorDataset
 
+    from wattwise.lightning import EnergyMonitor
+
+    pl.seed_everything(seed, verbose=False)
+    model = _digits_module(pl, torch, data.n_features, hidden, data.n_classes)
+    train = DataLoader(TensorDataset(torch.from_numpy(data.x_train), torch.from_numpy(data.y_train)),
+                       batch_size=batch_size, shuffle=True)
+    val = DataLoader(TensorDataset(torch.from_numpy(data.x_val), torch.from_numpy(data.y_val)),
+                     batch_size=batch_size)
+    import logging
+
+    for name in ("lightning.pytorch", "pytorch_lightning", "lightning.fabric"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    logger: Any = (TensorBoardLogger(save_dir=str(tb_dir.parent), name=tb_dir.name, version="")
+                   if tb_dir is not None else False)
+    if progress is None:
+        progress = sys.stderr.isatty() or os.environ.get("WATTWISE_PROGRESS") == "1"
+    callbacks: list[Any] = [EnergyMonitor(meters, summary_path=summary_path, **(monitor_kwargs or {}))]
+    if not progress and tb_dir is not None:
+        callbacks.append(_epoch_line(pl, epochs))
+    trainer = pl.Trainer(
+        max_epochs=epochs,
+        accelerator="auto",
+        devices=1,
+        logger=logger,
+        callbacks=callbacks,
+        enable_checkpointing=False,
+        enable_model_summary=False,
+        log_every_n_steps=5,
+        enable_progress_bar=progress,
+    )
+    trainer.fit(model, train, val)
+    acc = trainer.callback_metrics.get("val_acc")
+    return float(acc) if acc is not None else None
+
+
+def _import_lightning() -> tuple[Any, Any, Any]:
+    """(torch, lightning.pytorch or pytorch_lightning, its TensorBoardLogger), or a CLIError
+    that says what to install."""
     try:
         import torch
-        from torch import nn
-        from torch.utils.data import DataLoader, TensorDataset
     except ImportError as e:
         raise CLIError('the Lightning demo needs torch: pip install ".[demo]" torch==2.13.0') from e
     try:
@@ -263,17 +249,22 @@ def train_lightning(data: Any, hidden: list[int], epochs: int, batch_size: int,
             from pytorch_lightning.loggers import TensorBoardLogger  # type: ignore[assignment]
         except ImportError as e:
             raise CLIError('the Lightning demo needs lightning: pip install ".[demo]"') from e
-    from wattwise.lightning import EnergyMonitor
+    return torch, pl, TensorBoardLogger
 
-    pl.seed_everything(seed, verbose=False)
+
+def _digits_module(pl: Any, torch: Any, n_in: int, hidden: list[int], n_out: int) -> Any:
+    """A LightningModule: the MLP n_in -> hidden (ReLU) -> n_out, cross-entropy, Adam 1e-3,
+    logging ``val_acc``."""
+    from torch import nn
+
     layers: list[nn.Module] = []
-    prev = data.n_features
+    prev = n_in
     for w in hidden:
         layers += [nn.Linear(prev, w), nn.ReLU()]
         prev = w
-    layers.append(nn.Linear(prev, data.n_classes))
+    layers.append(nn.Linear(prev, n_out))
 
-    class DigitsMLP(pl.LightningModule):
+    class DigitsMLP(pl.LightningModule):  # type: ignore[misc]
         def __init__(self) -> None:
             super().__init__()
             self.net = nn.Sequential(*layers)
@@ -296,51 +287,23 @@ def train_lightning(data: Any, hidden: list[int], epochs: int, batch_size: int,
         def configure_optimizers(self) -> Any:
             return torch.optim.Adam(self.parameters(), lr=1e-3)
 
-    train = DataLoader(TensorDataset(torch.from_numpy(data.x_train), torch.from_numpy(data.y_train)),
-                       batch_size=batch_size, shuffle=True)
-    val = DataLoader(TensorDataset(torch.from_numpy(data.x_val), torch.from_numpy(data.y_val)),
-                     batch_size=batch_size)
-    import logging
+    return DigitsMLP()
 
-    for name in ("lightning.pytorch", "pytorch_lightning", "lightning.fabric"):
-        logging.getLogger(name).setLevel(logging.WARNING)
-    logger: Any = (TensorBoardLogger(save_dir=str(tb_dir.parent), name=tb_dir.name, version="")
-                   if tb_dir is not None else False)
-    monitor = EnergyMonitor(meters, summary_path=summary_path, **(monitor_kwargs or {}))
-    if progress is None:
-        progress = sys.stderr.isatty() or os.environ.get("WATTWISE_PROGRESS") == "1"
-    callbacks: list[Any] = [monitor]
-    if not progress and tb_dir is not None:
 
-        class EpochLine(pl.Callback):
-            """One progress line per epoch when no progress bar is shown (non-terminal)."""
+def _epoch_line(pl: Any, epochs: int) -> Any:
+    """A callback printing one progress line per epoch (when no progress bar is shown)."""
 
-            def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
-                print(f"  epoch {trainer.current_epoch + 1}/{epochs} done", flush=True)
+    class EpochLine(pl.Callback):  # type: ignore[misc]
+        def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
+            print(f"  epoch {trainer.current_epoch + 1}/{epochs} done", flush=True)
 
-        callbacks.append(EpochLine())
-    trainer = pl.Trainer(
-        max_epochs=epochs,
-        accelerator="auto",
-        devices=1,
-        logger=logger,
-        callbacks=callbacks,
-        enable_checkpointing=False,
-        enable_model_summary=False,
-        log_every_n_steps=5,
-        enable_progress_bar=progress,
-    )
-    trainer.fit(DigitsMLP(), train, val)
-    acc = trainer.callback_metrics.get("val_acc")
-    return float(acc) if acc is not None else None
+    return EpochLine()
 
 
 def train_keras(data: Any, hidden: list[int], epochs: int, batch_size: int,
                 meters: str | list[str], summary_path: Path, tb_dir: Path,
                 seed: int) -> float | None:
     """Train the demo MLP with Keras 3 + EnergyMonitor; returns the validation accuracy."""
-    from wattwise.cli.main import CLIError
-
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     try:
         import keras

@@ -27,6 +27,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from wattwise.cli._common import CLIError, add_subcommand
+
 EPILOG = """\
 examples:
   wattwise fit runs/size-*.json --out coefficients.json
@@ -42,13 +44,13 @@ hardware kind (cpu or gpu) at a time. Coefficients whose features are all zero s
 
 def register(subparsers: Any) -> None:
     """Add the ``fit`` subcommand."""
-    p = subparsers.add_parser(
+    p = add_subcommand(
+        subparsers,
         "fit",
         help="refit the energy model to your measured runs",
         description="Refit the BUTTER-E energy model's 12 coefficients to measured runs (run "
                     "summaries written by the callbacks or `wattwise sweep`, or BUTTER-style CSV).",
         epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("runs", nargs="+", metavar="RUN.json|RUNS.csv", help="run summaries or CSV files")
     p.add_argument("--hardware", default=None,
@@ -125,7 +127,8 @@ def _from_sweep_index(summary: dict[str, Any], path: Path, hardware: str | None)
     point = next((p for p in index.get("points", []) if p.get("summary") == path.name), None)
     if point is None:
         raise _Skip(f"{path.name!r} is not listed in {index_path}")
-    epochs = max(1, int(summary.get("epochs_completed") or len(summary.get("epochs") or []) or 1))
+    fit_epochs = [e for e in summary.get("epochs") or [] if e.get("stage", "fit") == "fit"]
+    epochs = max(1, int(summary.get("epochs_completed") or len(fit_epochs) or 1))
     train = _phase(summary.get("totals") or {}, "train") or {}
     n_obs = round((train.get("samples") or 0) / epochs) or None
     ws = mlp_working_sets([int(w) for w in point["widths"]], int(index["n_in"]),
@@ -136,7 +139,6 @@ def _from_sweep_index(summary: dict[str, Any], path: Path, hardware: str | None)
 
 def csv_rows(path: Path) -> list[tuple[tuple[float, ...], float, str, str]]:
     """(features, joules, kind, label) per line of a BUTTER-style CSV."""
-    from wattwise.cli.main import CLIError
     from wattwise.errors import ConfigurationError
     from wattwise.model.butter_e import run_feature_row
 
@@ -161,12 +163,11 @@ def csv_rows(path: Path) -> list[tuple[tuple[float, ...], float, str, str]]:
     return out
 
 
-def run(args: argparse.Namespace) -> int:
-    from wattwise.cli.main import CLIError
-    from wattwise.errors import ConfigurationError
-    from wattwise.model.coefficients import COEFFICIENT_NAMES
-    from wattwise.model.fit import cross_validate, fit_coefficients
+Row = tuple[tuple[float, ...], float, str, str]
+"""(features, measured joules, hardware kind cpu/gpu, label) of one run."""
 
+
+def run(args: argparse.Namespace) -> int:
     if args.hardware not in (None, "auto", "cpu", "gpu", "butter-e-cpu", "butter-e-gpu"):
         raise CLIError(f"--hardware {args.hardware!r}: expected cpu, gpu, auto, butter-e-cpu "
                        "or butter-e-gpu")
@@ -174,7 +175,37 @@ def run(args: argparse.Namespace) -> int:
         folds = int(args.folds)
     except ValueError:
         raise CLIError(f"--folds {args.folds!r}: expected an integer (0 = off)") from None
-    rows: list[tuple[tuple[float, ...], float, str, str]] = []
+    rows, skipped = _collect_rows(args)
+    for s in skipped:
+        print(f"wattwise fit: skipped {s}", file=sys.stderr)
+    rows = _one_kind(rows, args.hardware)
+    if not rows:
+        raise CLIError("no usable runs to fit" + (f" ({len(skipped)} skipped, see above)"
+                                                  if skipped else ""))
+    result, cv = _fit(rows, folds)
+    if args.out:
+        from wattwise.sizing import save_coefficients
+
+        try:
+            save_coefficients(result.coefficients, args.out)
+        except OSError as e:
+            raise CLIError(f"--out {args.out!r}: cannot write: {e.strerror or e}") from None
+    if args.json:
+        j = result.to_json()
+        j["cross_validated_mean_abs_error"] = cv
+        j["skipped"] = skipped
+        print(json.dumps(j, indent=2))
+    else:
+        _print_result(result, cv, n_rows=len(rows), folds=folds, out=args.out)
+    return 0
+
+
+def _collect_rows(args: argparse.Namespace) -> tuple[list[Row], list[str]]:
+    """The fitting rows of every input file, and why each left-out run was left out."""
+    from wattwise.errors import ConfigurationError
+    from wattwise.report import load_summary
+
+    rows: list[Row] = []
     skipped: list[str] = []
     for name in args.runs:
         path = Path(name)
@@ -183,12 +214,7 @@ def run(args: argparse.Namespace) -> int:
         if path.suffix.lower() == ".csv":
             rows.extend(csv_rows(path))
             continue
-        try:
-            summary = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-            raise CLIError(f"{name!r}: not a JSON run summary ({e})") from None
-        if not isinstance(summary, dict) or "totals" not in summary:
-            raise CLIError(f"{name!r}: not a wattwise run summary (no 'totals')")
+        summary = load_summary(path)
         if summary.get("estimated") and not args.allow_estimates:
             skipped.append(f"{name}: joules are estimates (no hardware counter); "
                            "--allow-estimates to use anyway")
@@ -201,18 +227,26 @@ def run(args: argparse.Namespace) -> int:
         except ConfigurationError as e:
             raise CLIError(f"{name!r}: {e}") from None
         rows.append((row, joules, kind, name))
-    for s in skipped:
-        print(f"wattwise fit: skipped {s}", file=sys.stderr)
+    return rows, skipped
+
+
+def _one_kind(rows: list[Row], hardware: str | None) -> list[Row]:
+    """The rows of the hardware kind asked for; an error when they mix kinds and none was."""
     kinds = sorted({r[2] for r in rows})
-    want = {"butter-e-cpu": "cpu", "butter-e-gpu": "gpu"}.get(args.hardware or "", args.hardware)
+    want = {"butter-e-cpu": "cpu", "butter-e-gpu": "gpu"}.get(hardware or "", hardware)
     if want in ("cpu", "gpu"):
-        rows = [r for r in rows if r[2] == want]
-    elif len(kinds) > 1:
+        return [r for r in rows if r[2] == want]
+    if len(kinds) > 1:
         raise CLIError(f"the runs mix hardware kinds {kinds}; fit one at a time with "
                        "--hardware cpu or --hardware gpu")
-    if not rows:
-        raise CLIError("no usable runs to fit" + (f" ({len(skipped)} skipped, see above)"
-                                                  if skipped else ""))
+    return rows
+
+
+def _fit(rows: list[Row], folds: int) -> tuple[Any, float | None]:
+    """(fit result, cross-validated mean |pred/meas - 1| or None) for rows of one kind."""
+    from wattwise.errors import ConfigurationError
+    from wattwise.model.fit import cross_validate, fit_coefficients
+
     kind = rows[0][2]
     X = [r[0] for r in rows]
     E = [r[1] for r in rows]
@@ -224,34 +258,26 @@ def run(args: argparse.Namespace) -> int:
         raise CLIError(f"fitting needs scipy (pip install 'wattwise[model]'): {e}") from None
     except ConfigurationError as e:
         raise CLIError(str(e)) from None
-    c = result.coefficients
-    if args.out:
-        from wattwise.sizing import save_coefficients
+    return result, cv
 
-        try:
-            save_coefficients(c, args.out)
-        except OSError as e:
-            raise CLIError(f"--out {args.out!r}: cannot write: {e.strerror or e}") from None
-    if args.json:
-        j = result.to_json()
-        j["cross_validated_mean_abs_error"] = cv
-        j["skipped"] = skipped
-        print(json.dumps(j, indent=2))
-        return 0
-    print(f"fitted {len(rows)} {kind.upper()} run(s); free coefficients: {', '.join(result.free)}")
-    if len(rows) < len(result.free):
-        print(f"WARNING: fewer runs ({len(rows)}) than free coefficients ({len(result.free)}): "
+
+def _print_result(result: Any, cv: float | None, *, n_rows: int, folds: int,
+                  out: str | None) -> None:
+    from wattwise.model.coefficients import COEFFICIENT_NAMES
+
+    c = result.coefficients
+    print(f"fitted {n_rows} {c.hardware.upper()} run(s); free coefficients: "
+          f"{', '.join(result.free)}")
+    if n_rows < len(result.free):
+        print(f"WARNING: fewer runs ({n_rows}) than free coefficients ({len(result.free)}): "
               "the fit is underdetermined; measure more sizes (wattwise sweep)")
     print(f"in-sample mean |pred/meas - 1|: {100 * result.mean_abs_error:.2f} %  "
           f"(rms log ratio {result.rms_log_error:.4f})")
     if cv is not None:
-        print(f"{min(folds, len(rows))}-fold cross-validated mean |pred/meas - 1|: {100 * cv:.2f} %")
+        print(f"{min(folds, n_rows)}-fold cross-validated mean |pred/meas - 1|: {100 * cv:.2f} %")
     units = {"k_e": "J/run", "k_p": "J/pass", "k_o": "J/GFLOP", "k_d": "J/layer/pass"}
     for n, v in zip(COEFFICIENT_NAMES, c.values):
         u = units.get(n, "J/access" if n.startswith("a") else "J/MiB")
         print(f"  {n:4} = {v:.6g} {u}")
-    if args.out:
-        print(f"wrote {args.out} (use: wattwise advise ... --coefficients {args.out})")
-    return 0
-
-
+    if out:
+        print(f"wrote {out} (use: wattwise advise ... --coefficients {out})")

@@ -3,7 +3,7 @@
 Each subcommand lives in its own module ``wattwise.cli.<name>`` that defines
 ``register(subparsers) -> None``; the parser it adds sets ``func`` (called with the parsed
 namespace, returns an exit code). Subcommand modules import heavy stacks only inside ``func``.
-Errors: raise :class:`CLIError` (or a :class:`~wattwise.errors.WattwiseError`) for a one-line
+Errors: raise :class:`~wattwise.cli._common.CLIError` (or a :class:`~wattwise.errors.WattwiseError`) for a one-line
 message and exit code 2 - never a traceback.
 """
 
@@ -14,7 +14,10 @@ import importlib
 import sys
 from collections.abc import Sequence
 
+from wattwise.cli._common import CLIError
 from wattwise.errors import WattwiseError
+
+__all__ = ["CLIError", "SUBCOMMANDS", "build_parser", "main"]
 
 SUBCOMMANDS = ("demo", "probe", "advise", "report", "fit", "sweep")
 
@@ -32,10 +35,6 @@ Run `wattwise COMMAND --help` for each command's options and examples.
 """
 
 
-class CLIError(Exception):
-    """A user error: printed as one line ``wattwise <cmd>: error: ...``, exit code 2."""
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="wattwise",
@@ -48,13 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"wattwise {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in SUBCOMMANDS:
-        try:
-            module = importlib.import_module(f"wattwise.cli.{name}")
-        except ModuleNotFoundError as e:  # subcommand not written yet
-            if e.name == f"wattwise.cli.{name}":
-                continue
-            raise
-        module.register(sub)
+        importlib.import_module(f"wattwise.cli.{name}").register(sub)
     return parser
 
 

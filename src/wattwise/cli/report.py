@@ -6,6 +6,8 @@ import argparse
 import sys
 from typing import Any
 
+from wattwise.cli._common import CLIError, add_subcommand
+
 EPILOG = """\
 examples:
   wattwise report wattwise_runs/demo-20250101-120000/summary.json
@@ -17,7 +19,8 @@ examples:
 
 def register(subparsers: Any) -> None:
     """Add the ``report`` subcommand."""
-    p = subparsers.add_parser(
+    p = add_subcommand(
+        subparsers,
         "report",
         help="tables, CSV and plots from run summaries",
         description=(
@@ -26,7 +29,6 @@ def register(subparsers: Any) -> None:
             "side by side."
         ),
         epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("runs", nargs="+", metavar="RUN.json",
                    help="run summary files written by EnergyMonitor / EnergyTracker")
@@ -38,7 +40,6 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from wattwise.cli.main import CLIError
     from wattwise.report import format_report, load_summary, report_rows, run_labels, write_csv
 
     summaries = [load_summary(p) for p in args.runs]

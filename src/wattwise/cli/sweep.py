@@ -11,11 +11,23 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import Any
+
+from wattwise.cli._common import (
+    CLIError,
+    add_subcommand,
+    add_training_options,
+    check_int_range,
+    check_training_args,
+    make_out_dir,
+    meters_arg,
+)
+from wattwise.console import UNKNOWN
+from wattwise.model.shapes import SHAPES as MODEL_SHAPES
 
 EPILOG = """\
 examples:
@@ -26,13 +38,14 @@ examples:
   wattwise fit runs/sweep1/size-*.json --out coefficients.json   # refit the model to them
 """
 
-SHAPES = ("rectangle", "trapezoid", "exponential", "wide_first_2x", "wide_first_4x",
-          "wide_first_8x", "wide_first_16x")
+SHAPES = tuple(s for s in MODEL_SHAPES if s != "rectangle_residual")  # the demo MLP has no skips
+MAX_SIZE = 10**9
 
 
 def register(subparsers: Any) -> None:
     """Add the ``sweep`` subcommand."""
-    p = subparsers.add_parser(
+    p = add_subcommand(
+        subparsers,
         "sweep",
         help="train a BUTTER-shaped MLP at several sizes; J/sample against NTP and the caches",
         description=(
@@ -44,7 +57,6 @@ def register(subparsers: Any) -> None:
             "boundaries and the energy model's prediction."
         ),
         epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--framework", default="lightning", metavar="NAME",
                    help="training framework (lightning, the only one supported by sweep)")
@@ -61,63 +73,35 @@ def register(subparsers: Any) -> None:
     p.add_argument("--depth", type=int, default=3, metavar="D",
                    help="number of Dense layers including the output (default 3)")
     p.add_argument("--epochs", type=int, default=2, metavar="N", help="epochs per size (default 2)")
-    p.add_argument("--batch-size", type=int, default=64, metavar="B", help="batch size (default 64)")
-    p.add_argument("--meters", nargs="+", default=["auto"], metavar="NAME",
-                   help="auto (default) or meter names: nvml rapl pyrapl codecarbon")
-    p.add_argument("--out", default=None, metavar="DIR",
-                   help="output folder (default ./wattwise_runs/sweep-<timestamp>)")
+    add_training_options(p, "sweep")
     p.add_argument("--plot", default=None, metavar="FILE.png",
                    help="plot file (default <out>/sweep.png)")
-    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    from wattwise.cli.demo import add_rapl_root
-
-    add_rapl_root(p)
     p.set_defaults(func=run)
 
 
 def target_sizes(args: argparse.Namespace) -> list[int]:
     """The target sizes: ``--sizes`` as given, or log-spaced from ``--min-size`` to ``--max-size``."""
-    from wattwise.cli.main import CLIError
+    from wattwise.model.curves import log_spaced
 
     if args.sizes:
-        bad = [s for s in args.sizes if not 1 <= s <= 10**9]
+        bad = [s for s in args.sizes if not 1 <= s <= MAX_SIZE]
         if bad:
-            raise CLIError(f"--sizes: {bad[0]!r} is not a size in 1..1000000000 (parameters)")
+            raise CLIError(f"--sizes: {bad[0]!r} is not a size in 1..{MAX_SIZE} (parameters)")
         return sorted(set(args.sizes))
-    if not 1 <= args.min_size <= 10**9:
-        raise CLIError(f"--min-size {args.min_size!r}: expected an integer in 1..1000000000")
-    if not args.min_size <= args.max_size <= 10**9:
-        raise CLIError(f"--max-size {args.max_size!r}: expected an integer in "
-                       f"{args.min_size}..1000000000 (at least --min-size)")
-    if not 1 <= args.points <= 100:
-        raise CLIError(f"--points {args.points!r}: expected an integer in 1..100")
-    if args.points == 1 or args.min_size == args.max_size:
-        return [args.min_size]
-    lo, hi = math.log(args.min_size), math.log(args.max_size)
-    sizes = {round(math.exp(lo + (hi - lo) * i / (args.points - 1))) for i in range(args.points)}
-    return sorted(sizes)
-
-
-def ntp_of(n_in: int, widths: list[int]) -> int:
-    """Number of trainable parameters of Dense layers with bias: sum (w_prev + 1) * w."""
-    total, prev = 0, n_in
-    for w in widths:
-        total += (prev + 1) * w
-        prev = w
-    return total
+    check_int_range("--min-size", args.min_size, 1, MAX_SIZE)
+    check_int_range("--max-size", args.max_size, args.min_size, MAX_SIZE, " (at least --min-size)")
+    check_int_range("--points", args.points, 1, 100)
+    return log_spaced(args.min_size, args.max_size, args.points)
 
 
 def network_widths(shape: str, depth: int, size: int, n_in: int, n_out: int) -> list[int]:
-    """BUTTER widths for a target size, from :mod:`wattwise.model` (see its docs)."""
-    from wattwise.cli.main import CLIError
+    """BUTTER widths for a target size (:func:`wattwise.model.shapes.network_widths`)."""
+    from wattwise.errors import ConfigurationError
+    from wattwise.model.shapes import network_widths as widths_for
 
     try:
-        from wattwise.model.butter_e import network_widths as _widths
-    except ImportError as e:
-        raise CLIError(f"sweep needs wattwise.model.butter_e.network_widths ({e})") from None
-    try:
-        return [int(w) for w in _widths(shape, depth, size, n_in, n_out)]
-    except (ValueError, KeyError) as e:
+        return widths_for(shape, depth, size, n_in, n_out)
+    except ConfigurationError as e:
         raise CLIError(f"--shape {shape!r} / --depth {depth!r}: {e}") from None
 
 
@@ -136,38 +120,46 @@ def _train_totals(summary: dict[str, Any]) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from wattwise.cli.demo import default_out, meters_arg, train_lightning
-    from wattwise.cli.main import CLIError
+    from wattwise.datasets import load_digits
+    from wattwise.model.shapes import ntp
 
     if args.framework != "lightning":
         raise CLIError(f"--framework {args.framework!r}: sweep supports lightning only")
+    check_training_args(args, max_epochs=1000)
     if args.shape not in SHAPES:
         raise CLIError(f"--shape {args.shape!r}: choose from {', '.join(SHAPES)}")
-    if not 2 <= args.depth <= 20:
-        raise CLIError(f"--depth {args.depth!r}: expected an integer in 2..20")
-    if not 1 <= args.epochs <= 1000:
-        raise CLIError(f"--epochs {args.epochs!r}: expected an integer in 1..1000")
-    if not 1 <= args.batch_size <= 100_000:
-        raise CLIError(f"--batch-size {args.batch_size!r}: expected an integer in 1..100000")
+    check_int_range("--depth", args.depth, 2, 20)
     sizes = target_sizes(args)
     meters = meters_arg(args.meters, args.rapl_root)
-    out = Path(args.out) if args.out else default_out("sweep")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise CLIError(f"--out {str(out)!r}: cannot create the folder: {e.strerror or e}") from None
-
-    from wattwise.datasets import load_digits
-    from wattwise.report import load_summary
-
+    out = make_out_dir(args.out, "sweep")
     data = load_digits(seed=args.seed)
     plan = []
     for size in sizes:
         widths = network_widths(args.shape, args.depth, size, data.n_features, data.n_classes)
-        plan.append((size, widths, ntp_of(data.n_features, widths)))
+        plan.append((size, widths, ntp(data.n_features, widths)))
     print(f"wattwise sweep: {len(plan)} size(s), {args.shape} depth {args.depth}, "
           f"{args.epochs} epoch(s) each, batch size {args.batch_size}, on scikit-learn's digits "
           f"({len(data.y_train)} train samples); meters={' '.join(args.meters)}; output in {out}", flush=True)
+    points = _train_points(args, data, plan, out, meters)
+    index = _index(args, data, points)
+    (out / "sweep.json").write_text(json.dumps(index, indent=2) + "\n", encoding="utf-8")
+    print(format_sweep(index))
+    plot_path = Path(args.plot) if args.plot else out / "sweep.png"
+    note = plot_sweep(index, plot_path, batch_size=args.batch_size,
+                      n_samples=data.n_samples)
+    print(f"\nwrote {len(points)} run summaries and sweep.json to {out}")
+    print(f"wrote plot to {plot_path}" + (f" ({note})" if note else ""))
+    print(f"refit the energy model to these runs: wattwise fit {out}/size-*.json "
+          f"--out {out}/coefficients.json")
+    return 0
+
+
+def _train_points(args: argparse.Namespace, data: Any, plan: list[tuple[int, list[int], int]],
+                  out: Path, meters: Any) -> list[dict[str, Any]]:
+    """Train every planned size; one point (train totals of its run summary) per size."""
+    from wattwise.cli.demo import train_lightning
+    from wattwise.report import load_summary
+
     points: list[dict[str, Any]] = []
     t_start = time.monotonic()
     for i, (size, widths, ntp) in enumerate(plan):
@@ -185,12 +177,16 @@ def run(args: argparse.Namespace) -> int:
         points.append(point)
         _progress(i + 1, len(plan), _point_text(point), t_start)
     print(file=sys.stderr, flush=True)
+    return points
 
+
+def _index(args: argparse.Namespace, data: Any, points: list[dict[str, Any]]) -> dict[str, Any]:
+    """The ``sweep.json`` index (input for ``wattwise fit``)."""
     estimated = any(p["estimated"] is True for p in points)
     unknown = all(p["joules"] is None for p in points)
     energy = "unknown" if unknown else ("estimated" if estimated else "measured")
     estimated = estimated or unknown
-    index = {
+    return {
         "schema": "wattwise.sweep/1",
         "dataset": "sklearn-digits",
         "n_in": data.n_features, "n_out": data.n_classes,
@@ -199,16 +195,6 @@ def run(args: argparse.Namespace) -> int:
         "quantity": "seconds_per_sample" if estimated else "joules_per_sample",
         "points": points,
     }
-    (out / "sweep.json").write_text(json.dumps(index, indent=2) + "\n", encoding="utf-8")
-    print(format_sweep(index))
-    plot_path = Path(args.plot) if args.plot else out / "sweep.png"
-    note = plot_sweep(index, plot_path, batch_size=args.batch_size,
-                      n_samples=data.n_samples)
-    print(f"\nwrote {len(points)} run summaries and sweep.json to {out}")
-    print(f"wrote plot to {plot_path}" + (f" ({note})" if note else ""))
-    print(f"refit the energy model to these runs: wattwise fit {out}/size-*.json "
-          f"--out {out}/coefficients.json")
-    return 0
 
 
 def _monitor_kwargs(run_name: str) -> dict[str, Any]:
@@ -252,8 +238,8 @@ def format_sweep(index: dict[str, Any]) -> str:
     lines += [head, "-" * len(head)]
     for p in index["points"]:
         v = p["seconds_per_sample"] if est else p["joules_per_sample"]
-        val = "-" if v is None else (f"{v * 1e6:.2f}" if est else f"{v * 1e3:.4g}")
-        secs = "-" if p["seconds"] is None else f"{p['seconds']:.2f}"
+        val = UNKNOWN if v is None else (f"{v * 1e6:.2f}" if est else f"{v * 1e3:.4g}")
+        secs = UNKNOWN if p["seconds"] is None else f"{p['seconds']:.2f}"
         lines.append(f"{p['ntp']:>10}  {str(p['widths']):<22} {val:>10}  {secs:>8}")
     return "\n".join(lines)
 
@@ -297,76 +283,33 @@ def plot_sweep(index: dict[str, Any], path: Path, *, batch_size: int, n_samples:
     return "; ".join(notes)
 
 
-def machine_hierarchy() -> Any:
-    """This machine's CPU memory hierarchy from :mod:`wattwise.hardware`, or None if unknown."""
-    try:
-        from wattwise import hardware
-    except ImportError:
-        return None
-    for name in ("detect_hierarchy", "detect_cpu_hierarchy", "cpu_hierarchy", "detect_cpu",
-                 "detect"):
-        fn = getattr(hardware, name, None)
-        if callable(fn):
-            try:
-                return fn()
-            except Exception:  # noqa: BLE001 - detection is best effort
-                return None
-    return None
-
-
-def model_curve(index: dict[str, Any], hierarchy: Any, *, batch_size: int, n_samples: int,
-                points: int = 60) -> dict[str, Any]:
-    """The model's predicted J/sample over NTP and the NTPs where the backward set fills each cache.
-
-    Returns ``{"ntp": [...], "joules_per_sample": [...], "boundaries": {level: ntp}}``; the
-    predictions are estimates from the BUTTER-E model with the preset coefficients.
-    """
-    from wattwise.model.advise import footprints
-    from wattwise.model.coefficients import preset
-    from wattwise.model.energy import joules_per_sample, pass_features
-    from wattwise.model.shapes import network_widths as widths_for
-    from wattwise.model.working_sets import mlp_working_sets
-
-    ntps = [p["ntp"] for p in index["points"]]
-    lo, hi = math.log(max(2, min(ntps) / 2)), math.log(max(ntps) * 2)
-    coeffs = preset(hierarchy.kind)
-    xs: list[int] = []
-    ys: list[float] = []
-    ratios: list[dict[str, float]] = []
-    for i in range(points):
-        size = round(math.exp(lo + (hi - lo) * i / (points - 1)))
-        widths = widths_for(index["shape"], index["depth"], size, index["n_in"], index["n_out"])
-        ws = mlp_working_sets(widths, index["n_in"], batch_size, n_obs=n_samples)
-        if xs and ws.ntp == xs[-1]:
-            continue
-        xs.append(ws.ntp)
-        ys.append(joules_per_sample(pass_features(ws, hierarchy), coeffs, batch_size))
-        ratios.append({lr.level: lr.ratio for lr in footprints(ws, hierarchy, "b")})
-    boundaries: dict[str, float] = {}
-    for j in range(1, len(xs)):
-        for level, r in ratios[j].items():
-            r0 = ratios[j - 1].get(level)
-            if r0 is not None and r0 < 1.0 <= r and level not in boundaries:
-                boundaries[level] = xs[j]
-    return {"ntp": xs, "joules_per_sample": ys, "boundaries": boundaries}
-
-
 def _draw_model(ax: Any, index: dict[str, Any], *, batch_size: int, n_samples: int) -> list[str]:
     """Draw the cache boundaries and the model's prediction (on a second axis)."""
-    hierarchy = machine_hierarchy()
-    if hierarchy is None:
+    from wattwise.hardware import detect_hierarchy
+    from wattwise.model.coefficients import preset
+    from wattwise.model.curves import ntp_curve
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # detection notes; the plot says what it shows
+            hierarchy = detect_hierarchy("auto")
+    except Exception:  # noqa: BLE001 - detection is best effort
         return ["model overlay not drawn: this machine's cache hierarchy was not detected "
                 "(see `wattwise probe`)"]
-    res = model_curve(index, hierarchy, batch_size=batch_size, n_samples=n_samples)
+    ntps = [p["ntp"] for p in index["points"]]
+    curve = ntp_curve(hierarchy, preset(hierarchy.kind), shape=index["shape"],
+                      depth=index["depth"], n_in=index["n_in"], n_out=index["n_out"],
+                      batch_size=batch_size, n_samples=n_samples,
+                      min_size=max(2, min(ntps) // 2), max_size=max(ntps) * 2, points=60)
     ax2 = ax.twinx()
-    ax2.plot(res["ntp"], [j * 1e3 for j in res["joules_per_sample"]], "--", color="gray",
+    ax2.plot(curve.ntp, [j * 1e3 for j in curve.joules_per_sample], "--", color="gray",
              label="model prediction (estimate)")
     ax2.set_ylabel("BUTTER-E model: predicted mJ per sample (estimate)")
     ax2.legend(fontsize=8, loc="lower right")
-    for level, ntp in res["boundaries"].items():
+    boundaries = curve.boundaries
+    for level, ntp in boundaries.items():
         ax.axvline(ntp, color="red", alpha=0.5, linestyle=":")
         ax.annotate(f"b fills {level}", (ntp, 1.0), xycoords=("data", "axes fraction"),
                     color="red", fontsize=8, rotation=90, va="top", ha="right")
-    index["model"] = {"hierarchy": getattr(hierarchy, "name", str(hierarchy)),
-                      "boundaries_ntp": res["boundaries"]}
+    index["model"] = {"hierarchy": hierarchy.name, "boundaries_ntp": boundaries}
     return []

@@ -8,7 +8,9 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Literal
 
-__all__ = ["Reading", "Meter", "Scope"]
+from wattwise.errors import ConfigurationError
+
+__all__ = ["Reading", "Meter", "Scope", "check_seconds"]
 
 Scope = Literal["node", "device"]
 """``"node"``: a counter every process on the machine sees (RAPL, codecarbon); read it on one
@@ -91,3 +93,22 @@ class Meter(abc.ABC):
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+def check_seconds(owner: str, value: object, fix: str, *, or_none: str = "") -> None:
+    """Raise unless ``value`` is a positive number of seconds (bools and NaN refused).
+
+    Args:
+        owner: the class and argument, e.g. ``"RaplMeter(poll_interval_s"``.
+        value: the value received.
+        fix: how to fix it, e.g. ``"e.g. 0.1"``.
+        or_none: what ``None`` would have meant, when the argument accepts it.
+
+    Raises:
+        ConfigurationError: naming ``owner`` and showing ``value``.
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        alt = f" or None ({or_none})" if or_none else ""
+        raise ConfigurationError(
+            f"{owner}={value!r}): expected a positive number of seconds{alt}. Fix: {fix}."
+        )

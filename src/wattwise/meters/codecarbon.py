@@ -14,7 +14,7 @@ import time
 from typing import Any
 
 from wattwise.errors import ConfigurationError, MeterReadError, MeterUnavailableError
-from wattwise.meters.base import Meter, Reading
+from wattwise.meters.base import Meter, Reading, check_seconds
 
 __all__ = ["CodeCarbonMeter", "carbon_intensity_g_per_kwh"]
 
@@ -100,15 +100,7 @@ class CodeCarbonMeter(Meter):
     def __init__(
         self, country_iso_code: str | None = None, *, measure_power_secs: float = 1.0
     ) -> None:
-        if (
-            isinstance(measure_power_secs, bool)
-            or not isinstance(measure_power_secs, (int, float))
-            or not measure_power_secs > 0
-        ):
-            raise ConfigurationError(
-                f"CodeCarbonMeter(measure_power_secs={measure_power_secs!r}): expected a "
-                "positive number of seconds. Fix: e.g. 1.0."
-            )
+        check_seconds("CodeCarbonMeter(measure_power_secs", measure_power_secs, "e.g. 1.0")
         if country_iso_code is not None:
             carbon_intensity_g_per_kwh(country_iso_code)  # raises ConfigurationError
             country_iso_code = country_iso_code.strip().upper()

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import os
-import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
+from typing import TypedDict
 
+from wattwise._warn import warn
 from wattwise.errors import ConfigurationError, MeterUnavailableError, MeterWarning
 from wattwise.meters.base import Meter
 
-__all__ = ["METER_NAMES", "NODE_SCOPE_NAMES", "open_meters"]
+__all__ = ["METER_NAMES", "NODE_SCOPE_NAMES", "open_meter", "open_meters"]
 
 #: Names ``open_meters`` accepts (besides ``"auto"``).
 METER_NAMES: tuple[str, ...] = ("nvml", "rapl", "pyrapl", "codecarbon")
@@ -19,27 +20,38 @@ NODE_SCOPE_NAMES: frozenset[str] = frozenset({"rapl", "pyrapl", "codecarbon"})
 _NODE_SKIP_REASON = "skipped: node-wide meter, and node_meters=False (not local rank 0)"
 
 
-def _opener(
+def open_meter(
     name: str,
-    gpu_devices: Sequence[int] | None,
-    rapl_root: str | os.PathLike[str],
-    nvml_library_path: str | os.PathLike[str] | None,
-) -> Callable[[], Meter]:
+    *,
+    gpu_devices: Sequence[int] | None = None,
+    rapl_root: str | os.PathLike[str] = "/sys/class/powercap",
+    nvml_library_path: str | os.PathLike[str] | None = None,
+) -> Meter:
+    """Open one meter by name (one of :data:`METER_NAMES`); arguments as :func:`open_meters`.
+
+    Raises:
+        ConfigurationError: an unknown name.
+        MeterUnavailableError: the meter cannot open here (the message says how to fix it).
+    """
     if name == "nvml":
         from wattwise.meters.nvml import NvmlMeter
 
-        return lambda: NvmlMeter(devices=gpu_devices, library_path=nvml_library_path)
+        return NvmlMeter(devices=gpu_devices, library_path=nvml_library_path)
     if name == "rapl":
         from wattwise.meters.rapl import RaplMeter
 
-        return lambda: RaplMeter(rapl_root)
+        return RaplMeter(rapl_root)
     if name == "pyrapl":
         from wattwise.meters.pyrapl import PyRaplMeter
 
-        return lambda: PyRaplMeter()
-    from wattwise.meters.codecarbon import CodeCarbonMeter
+        return PyRaplMeter()
+    if name == "codecarbon":
+        from wattwise.meters.codecarbon import CodeCarbonMeter
 
-    return lambda: CodeCarbonMeter()
+        return CodeCarbonMeter()
+    raise ConfigurationError(
+        f"open_meter(name={name!r}): unknown meter. Valid names: {', '.join(METER_NAMES)}."
+    )
 
 
 def open_meters(
@@ -85,11 +97,26 @@ def open_meters(
         raise ConfigurationError(
             f"open_meters(node_meters={node_meters!r}): expected True or False."
         )
+    options: _Options = {
+        "gpu_devices": gpu_devices, "rapl_root": rapl_root, "nvml_library_path": nvml_library_path
+    }
     if isinstance(spec, str) and spec != "auto":
         spec = [spec]
     if spec == "auto":
-        return _open_auto(node_meters, gpu_devices, rapl_root, nvml_library_path)
-    if isinstance(spec, (bytes, Meter)) or not isinstance(spec, Sequence):
+        return _open_auto(node_meters, options)
+    _check_spec(spec)
+    return _open_listed(spec, node_meters, options)
+
+
+class _Options(TypedDict):
+    gpu_devices: Sequence[int] | None
+    rapl_root: str | os.PathLike[str]
+    nvml_library_path: str | os.PathLike[str] | None
+
+
+def _check_spec(spec: object) -> None:
+    """Raise unless ``spec`` is a list of distinct known names and Meter instances."""
+    if isinstance(spec, (bytes, str, Meter)) or not isinstance(spec, Sequence):
         raise ConfigurationError(
             f"open_meters(spec={spec!r}): expected 'auto' or a list of meter names "
             f"({', '.join(METER_NAMES)}) and Meter instances. Fix: e.g. ['nvml', 'rapl']."
@@ -110,6 +137,10 @@ def open_meters(
             )
         names_seen.add(item)
 
+
+def _open_listed(
+    spec: Sequence[str | Meter], node_meters: bool, options: _Options
+) -> tuple[list[Meter], dict[str, str]]:
     meters: list[Meter] = []
     unavailable: dict[str, str] = {}
     try:
@@ -123,7 +154,7 @@ def open_meters(
             if not node_meters and item in NODE_SCOPE_NAMES:
                 unavailable[item] = _NODE_SKIP_REASON
                 continue
-            meters.append(_opener(item, gpu_devices, rapl_root, nvml_library_path)())
+            meters.append(open_meter(item, **options))
     except BaseException:
         for m in meters:
             if not any(m is x for x in spec):
@@ -132,12 +163,7 @@ def open_meters(
     return meters, unavailable
 
 
-def _open_auto(
-    node_meters: bool,
-    gpu_devices: Sequence[int] | None,
-    rapl_root: str | os.PathLike[str],
-    nvml_library_path: str | os.PathLike[str] | None,
-) -> tuple[list[Meter], dict[str, str]]:
+def _open_auto(node_meters: bool, options: _Options) -> tuple[list[Meter], dict[str, str]]:
     meters: list[Meter] = []
     unavailable: dict[str, str] = {}
     counters = ["nvml", "rapl"] if node_meters else ["nvml"]
@@ -145,14 +171,14 @@ def _open_auto(
         unavailable["rapl"] = _NODE_SKIP_REASON
     for name in counters:
         try:
-            meters.append(_opener(name, gpu_devices, rapl_root, nvml_library_path)())
+            meters.append(open_meter(name, **options))
         except MeterUnavailableError as e:
             unavailable[name] = str(e)
     fallback = ""
     if not meters:
         if node_meters:
             try:
-                meters.append(_opener("codecarbon", gpu_devices, rapl_root, nvml_library_path)())
+                meters.append(open_meter("codecarbon", **options))
                 fallback = (
                     " Using codecarbon's ESTIMATE instead (estimated=True; not a measurement)."
                 )
@@ -164,11 +190,10 @@ def _open_auto(
             fallback = " No device counter on this process: energy comes from local rank 0."
     reasons = {k: v for k, v in unavailable.items() if v != _NODE_SKIP_REASON}
     if reasons:
-        warnings.warn(
+        warn(
             "wattwise: energy counters unavailable: "
             + " | ".join(f"{k}: {v}" for k, v in reasons.items())
             + fallback,
             MeterWarning,
-            stacklevel=3,
         )
     return meters, unavailable

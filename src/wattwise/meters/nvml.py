@@ -20,15 +20,16 @@ import os
 import statistics
 import threading
 import time
-import warnings
 import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from wattwise._warn import warn
 from wattwise.errors import ConfigurationError, MeterReadError, MeterUnavailableError, MeterWarning
-from wattwise.meters.base import Meter, Reading
+from wattwise.meters._poller import Poller
+from wattwise.meters.base import Meter, Reading, check_seconds
 
 __all__ = ["NvmlMeter", "parse_cuda_visible_devices"]
 
@@ -196,21 +197,6 @@ def _stop_and_release(stop: threading.Event, pynvml: Any, released: list[bool]) 
         _release(pynvml)
 
 
-def _sample_loop(
-    ref: weakref.ReferenceType[NvmlMeter], stop: threading.Event, interval_s: float
-) -> None:
-    while not stop.wait(interval_s):
-        meter = ref()
-        if meter is None:
-            return
-        try:
-            meter._sample_power()
-        except MeterReadError:
-            return  # recorded; read() reports it
-        finally:
-            del meter
-
-
 class NvmlMeter(Meter):
     """GPU energy in joules per board since opening, from NVML.
 
@@ -265,26 +251,19 @@ class NvmlMeter(Meter):
                     f"NvmlMeter(devices={devices!r}): repeated device index. Fix: list each "
                     "device once."
                 )
-        if (
-            isinstance(power_sample_interval_s, bool)
-            or not isinstance(power_sample_interval_s, (int, float))
-            or not power_sample_interval_s > 0
-        ):
-            raise ConfigurationError(
-                f"NvmlMeter(power_sample_interval_s={power_sample_interval_s!r}): expected a "
-                "positive number of seconds. Fix: e.g. 0.1."
-            )
+        check_seconds("NvmlMeter(power_sample_interval_s", power_sample_interval_s, "e.g. 0.1")
         self._library_path = None if library_path is None else os.fspath(library_path)
         self._power_interval_s = float(power_sample_interval_s)
         self._lock = threading.Lock()
         self._closed = False
         self._sample_error: BaseException | None = None
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._poller = Poller("wattwise-nvml-power")
         self._skipped: dict[str, str] = {}
         pynvml = _acquire(self._library_path)
         self._nvml = pynvml
-        self._finalizer = weakref.finalize(self, _stop_and_release, self._stop, pynvml, [False])
+        self._finalizer = weakref.finalize(
+            self, _stop_and_release, self._poller.stopped, pynvml, [False]
+        )
         try:
             self._boards = self._open_boards(devices)
         except BaseException:
@@ -294,13 +273,7 @@ class NvmlMeter(Meter):
         self._approx = frozenset(b.domain for b in self._boards if b.approximate)
         if self._approx:
             self.update_period_s = max(DEFAULT_UPDATE_PERIOD_S, self._power_interval_s)
-            self._thread = threading.Thread(
-                target=_sample_loop,
-                args=(weakref.ref(self), self._stop, self._power_interval_s),
-                name="wattwise-nvml-power",
-                daemon=True,
-            )
-            self._thread.start()
+            self._poller.start(self._sample_power, self._power_interval_s)
 
     # opening ---------------------------------------------------------------------------
     def _unavailable(self, why: str) -> MeterUnavailableError:
@@ -345,6 +318,32 @@ class NvmlMeter(Meter):
                 f"exist; this process sees {len(logical)} GPU(s) (CUDA_VISIBLE_DEVICES={cvd!r}). "
                 f"Fix: use indices 0..{len(logical) - 1}."
             )
+        boards = self._group_boards(wanted, logical, handles, uuids, names)
+        out = [b for b in boards if self._first_reading(b)]
+        if not out:
+            raise self._unavailable(
+                "no selected GPU has an energy counter or a power reading: "
+                + "; ".join(f"{d}: {why}" for d, why in self._skipped.items())
+                + ". Fix: use a Volta or newer GPU, or another meter (codecarbon)."
+            )
+        if self._skipped:
+            warn(
+                "NvmlMeter: not measuring "
+                + "; ".join(f"{d} ({why})" for d, why in self._skipped.items()),
+                MeterWarning,
+            )
+        return out
+
+    @staticmethod
+    def _group_boards(
+        wanted: list[int],
+        logical: list[tuple[str, int, str | None]],
+        handles: list[Any],
+        uuids: list[str],
+        names: list[str],
+    ) -> list[_Board]:
+        """One board per physical GPU behind the wanted logical devices (MIG instances of one
+        board share it, named after the first)."""
         boards: dict[int, _Board] = {}
         for li in wanted:
             _entry, idx, mig = logical[li]
@@ -360,39 +359,27 @@ class NvmlMeter(Meter):
             b.logical.append(li)
             if mig:
                 b.mig_uuids.append(mig)
-        out: list[_Board] = []
-        now = time.monotonic()
-        for b in boards.values():
-            try:
-                b.base_mj = int(nv.nvmlDeviceGetTotalEnergyConsumption(b.handle))
-            except nv.NVMLError as e:
-                if getattr(e, "value", None) != nv.NVML_ERROR_NOT_SUPPORTED:
-                    self._skipped[b.domain] = f"energy counter failed: {e}"
-                    continue
-                try:
-                    b.last_power_w = nv.nvmlDeviceGetPowerUsage(b.handle) / 1000.0
-                except nv.NVMLError as e2:
-                    self._skipped[b.domain] = (
-                        f"no energy counter (pre-Volta) and no power reading ({e2})"
-                    )
-                    continue
-                b.approximate = True
-                b.last_t = now
-            out.append(b)
-        if not out:
-            raise self._unavailable(
-                "no selected GPU has an energy counter or a power reading: "
-                + "; ".join(f"{d}: {why}" for d, why in self._skipped.items())
-                + ". Fix: use a Volta or newer GPU, or another meter (codecarbon)."
-            )
-        if self._skipped:
-            warnings.warn(
-                "NvmlMeter: not measuring "
-                + "; ".join(f"{d} ({why})" for d, why in self._skipped.items()),
-                MeterWarning,
-                stacklevel=3,
-            )
-        return out
+        return list(boards.values())
+
+    def _first_reading(self, b: _Board) -> bool:
+        """Read the board's energy counter (or, without one, its power) for the first time;
+        False (and the reason in ``_skipped``) when neither works."""
+        nv = self._nvml
+        try:
+            b.base_mj = int(nv.nvmlDeviceGetTotalEnergyConsumption(b.handle))
+            return True
+        except nv.NVMLError as e:
+            if getattr(e, "value", None) != nv.NVML_ERROR_NOT_SUPPORTED:
+                self._skipped[b.domain] = f"energy counter failed: {e}"
+                return False
+        try:
+            b.last_power_w = nv.nvmlDeviceGetPowerUsage(b.handle) / 1000.0
+        except nv.NVMLError as e2:
+            self._skipped[b.domain] = f"no energy counter (pre-Volta) and no power reading ({e2})"
+            return False
+        b.approximate = True
+        b.last_t = time.monotonic()
+        return True
 
     # reading ---------------------------------------------------------------------------
     @property
@@ -485,9 +472,7 @@ class NvmlMeter(Meter):
             if self._closed:
                 return
             self._closed = True
-            self._stop.set()
-        if self._thread is not None and self._thread is not threading.current_thread():
-            self._thread.join(timeout=5.0)
+        self._poller.stop()
         self._finalizer()
 
     def describe(self) -> dict[str, object]:

@@ -22,7 +22,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from wattwise.errors import ConfigurationError, MeterReadError, MeterUnavailableError
-from wattwise.meters.base import Meter, Reading
+from wattwise.meters._poller import Poller
+from wattwise.meters.base import Meter, Reading, check_seconds
 
 __all__ = ["RAPL_PERMISSION_HELP", "RaplMeter"]
 
@@ -98,21 +99,6 @@ def _close_fds(fds: list[int], stop: threading.Event) -> None:
     fds.clear()
 
 
-def _poll_loop(
-    ref: weakref.ReferenceType[RaplMeter], stop: threading.Event, interval_s: float
-) -> None:
-    while not stop.wait(interval_s):
-        meter = ref()
-        if meter is None:
-            return
-        try:
-            meter._poll()
-        except MeterReadError:
-            return  # recorded in meter._poll_error; read() reports it
-        finally:
-            del meter
-
-
 class RaplMeter(Meter):
     """CPU package (and DRAM) energy from RAPL powercap counters, in joules since opening.
 
@@ -155,14 +141,10 @@ class RaplMeter(Meter):
         poll_interval_s: float | None = None,
         opener: Opener | None = None,
     ) -> None:
-        if poll_interval_s is not None and (
-            isinstance(poll_interval_s, bool)
-            or not isinstance(poll_interval_s, (int, float))
-            or not poll_interval_s > 0
-        ):
-            raise ConfigurationError(
-                f"RaplMeter(poll_interval_s={poll_interval_s!r}): expected a positive number of "
-                "seconds or None (automatic, from the wrap period). Fix: pass e.g. 1.0 or None."
+        if poll_interval_s is not None:
+            check_seconds(
+                "RaplMeter(poll_interval_s", poll_interval_s, "pass e.g. 1.0 or None",
+                or_none="automatic, from the wrap period",
             )
         if not isinstance(include_psys, bool):
             raise ConfigurationError(
@@ -175,8 +157,8 @@ class RaplMeter(Meter):
         self._closed = False
         self._poll_error: BaseException | None = None
         self._fds: list[int] = []
-        self._stop = threading.Event()
-        self._finalizer = weakref.finalize(self, _close_fds, self._fds, self._stop)
+        self._poller = Poller("wattwise-rapl-poll")
+        self._finalizer = weakref.finalize(self, _close_fds, self._fds, self._poller.stopped)
         try:
             self._zones = self._open_zones()
         except BaseException:
@@ -189,13 +171,7 @@ class RaplMeter(Meter):
                 max(min_range_j / MAX_ZONE_POWER_W / 4.0, _MIN_AUTO_POLL_S), _MAX_AUTO_POLL_S
             )
         self.poll_interval_s = float(poll_interval_s)
-        self._thread = threading.Thread(
-            target=_poll_loop,
-            args=(weakref.ref(self), self._stop, self.poll_interval_s),
-            name="wattwise-rapl-poll",
-            daemon=True,
-        )
-        self._thread.start()
+        self._poller.start(self._poll, self.poll_interval_s)
 
     # opening ---------------------------------------------------------------------------
     def _unavailable(self, why: str) -> MeterUnavailableError:
@@ -361,10 +337,8 @@ class RaplMeter(Meter):
         with self._lock:
             if self._closed:
                 return
-            self._closed = True
-            self._stop.set()
-        if self._thread.is_alive() and self._thread is not threading.current_thread():
-            self._thread.join(timeout=5.0)
+            self._closed = True  # a poll in flight sees it under the lock and does nothing
+        self._poller.stop()
         with self._lock:
             self._finalizer()
 

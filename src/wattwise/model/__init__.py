@@ -5,7 +5,9 @@ Modules: :mod:`~wattwise.model.shapes` (BUTTER shapes, NTP, width search),
 the paper's nodes), :mod:`~wattwise.model.energy` (features, prediction),
 :mod:`~wattwise.model.coefficients` (presets: Table 4 / 3000 except k_e; JSON format),
 :mod:`~wattwise.model.butter_e` (paper reproduction), :mod:`~wattwise.model.fit` (refit; needs
-scipy), :mod:`~wattwise.model.advise` (sizing advice).
+scipy), :mod:`~wattwise.model.advise` (sizing advice), :mod:`~wattwise.model.curves`
+(predicted J/sample against NTP and the cache boundaries, for ``wattwise advise --plot`` and
+``wattwise sweep``).
 """
 
 from __future__ import annotations

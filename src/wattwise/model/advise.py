@@ -350,25 +350,7 @@ def advise(
     levels = footprints(ws, hierarchy, set_name, band)
     far = not any(lr.near for lr in levels)
     pf = pass_features(ws, hierarchy, options)
-    opts: list[ResizeOption] = []
-    if far:
-        cache_idx = [i for i, lv in enumerate(hierarchy.levels) if lv.is_cache]
-        below = [i for i, lr in zip(cache_idx, levels) if lr.ratio > band[1]]
-        above = [i for i, lr in zip(cache_idx, levels) if lr.ratio < band[0]]
-        target = band[0] + 0.25 * (band[1] - band[0])
-        for direction, cand in (("shrink", below[-1:] if below else []),
-                                ("grow", above[:1] if above else [])):
-            for i in cand:
-                found = _search_scale(ws, hierarchy, set_name, i, target, band)
-                if found is None:
-                    continue
-                scale, w2, r = found
-                opts.append(ResizeOption(
-                    direction, hierarchy.levels[i].name, scale, w2.ntp, w2.widths, r,
-                    band[0] <= r <= band[1],
-                    joules_per_sample(pass_features(w2, hierarchy, options), coefficients,
-                                      w2.batch_size),
-                ))
+    opts = _resize_options(ws, hierarchy, coefficients, levels, set_name, band, options) if far else ()
     all_notes = tuple(ws.notes) + tuple(hierarchy.notes) + tuple(notes)
     if ws.source != "mlp" and FITTED_ON_MLPS not in all_notes:
         all_notes += (FITTED_ON_MLPS,)
@@ -378,6 +360,37 @@ def advise(
     return Advice(far, set_name, (float(band[0]), float(band[1])), levels, tuple(opts), ws,
                   hierarchy, pf, coefficients,
                   joules_per_sample(pf, coefficients, ws.batch_size), n_samples, all_notes)
+
+
+def _resize_options(
+    ws: WorkingSets,
+    hierarchy: Hierarchy,
+    coefficients: Coefficients,
+    levels: tuple[LevelRatio, ...],
+    set_name: str,
+    band: tuple[float, float],
+    options: ModelOptions | None,
+) -> tuple[ResizeOption, ...]:
+    """For a network far from every boundary: the width scaling that brings the judged set into
+    the band of the nearest cache level below (shrink) and above (grow), with its J/sample."""
+    cache_idx = [i for i, lv in enumerate(hierarchy.levels) if lv.is_cache]
+    below = [i for i, lr in zip(cache_idx, levels) if lr.ratio > band[1]]
+    above = [i for i, lr in zip(cache_idx, levels) if lr.ratio < band[0]]
+    target = band[0] + 0.25 * (band[1] - band[0])
+    opts: list[ResizeOption] = []
+    for direction, cand in (("shrink", below[-1:]), ("grow", above[:1])):
+        for i in cand:
+            found = _search_scale(ws, hierarchy, set_name, i, target, band)
+            if found is None:
+                continue
+            scale, w2, r = found
+            opts.append(ResizeOption(
+                direction, hierarchy.levels[i].name, scale, w2.ntp, w2.widths, r,
+                band[0] <= r <= band[1],
+                joules_per_sample(pass_features(w2, hierarchy, options), coefficients,
+                                  w2.batch_size),
+            ))
+    return tuple(opts)
 
 
 def advice_from_widths(
