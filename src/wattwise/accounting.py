@@ -242,6 +242,11 @@ class Ledger:
         return rec
 
     @property
+    def resume_epoch(self) -> int | None:
+        """The epoch a mid-epoch checkpoint was taken in, until a window continues it."""
+        return None if self._resume is None else self._resume[0]
+
+    @property
     def epoch_open(self) -> bool:
         return bool(self._stack or self._epoch_accs)
 
@@ -294,6 +299,20 @@ class Ledger:
                 for p in parts:
                     out[key].add(p)
         return out
+
+    def idle_baseline(self, before: Acc) -> dict[str, Any]:
+        """Idle watts per domain from ``other``'s growth since ``before`` (an idle wait);
+        stored in the record context so records get ``active_joules``."""
+        s = self.other.seconds - before.seconds
+        ctx = self.ctx
+        for d, period in ctx.periods.items():
+            j = self.other.joules.get(d)
+            j = None if j is None else j - before.joules.get(d, 0.0)
+            ctx.idle_w[d] = None if j is None or s <= 0 or (j == 0.0 and s < period) else j / s
+        ctx.idle_measured = True
+        known = [w for w in ctx.idle_w.values() if w is not None]
+        return {"seconds": s, "watts": sum(known) if known else None,
+                "watts_by_domain": dict(ctx.idle_w)}
 
     def epochs_completed(self) -> int:
         """Complete epochs, those before a restored checkpoint included."""

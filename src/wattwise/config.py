@@ -15,11 +15,11 @@ from dataclasses import dataclass, field
 from os import PathLike
 from typing import Any, Literal
 
-from wattwise.errors import ConfigurationError
+from wattwise.errors import ConfigurationError, MeterUnavailableError
 from wattwise.meters.base import Meter
 from wattwise.meters.factory import METER_NAMES
 
-__all__ = ["TrackerConfig"]
+__all__ = ["CallbackOptions", "RunContext", "TrackerConfig", "carbon_of_country"]
 
 
 def _seconds(owner: str, name: str, value: object) -> float:
@@ -170,3 +170,55 @@ class RunContext:
     world_size: int = 1
     gpu_devices: tuple[int, ...] | None = None
     log_dir: str | None = None
+
+
+def carbon_of_country(code: str) -> float:
+    """Grams CO2eq per kWh of ISO 3166 alpha-3 ``code`` from codecarbon's offline data."""
+    try:
+        from wattwise.meters.codecarbon import carbon_intensity_g_per_kwh
+    except ImportError as e:
+        raise ConfigurationError(
+            f"EnergyTracker(country_iso_code={code!r}) needs codecarbon's offline data ({e}); "
+            "install it with `pip install 'wattwise[codecarbon]'` or pass "
+            "carbon_intensity_g_per_kwh=<g per kWh> instead"
+        ) from e
+    try:
+        value = float(carbon_intensity_g_per_kwh(code))
+    except MeterUnavailableError as e:
+        raise ConfigurationError(
+            f"EnergyTracker(country_iso_code={code!r}): {e}; install codecarbon "
+            "(`pip install 'wattwise[codecarbon]'`) or pass carbon_intensity_g_per_kwh="
+        ) from e
+    if not math.isfinite(value):
+        raise ConfigurationError(f"EnergyTracker(country_iso_code={code!r}): no carbon intensity")
+    return value
+
+
+@dataclass(frozen=True)
+class CallbackOptions:
+    """What both callbacks add to a :class:`TrackerConfig`: the sizing check and the table.
+
+    Attributes:
+        advice: run the sizing check at training start and warn when the backward working
+            set is far from a cache boundary.
+        coefficients: energy-model coefficients for it (None = bundled).
+        hardware: the hardware description for it (``"auto"``).
+        print_summary: print the run table at the end of ``fit``.
+    """
+
+    advice: bool = True
+    coefficients: Any = None
+    hardware: Any = "auto"
+    print_summary: bool = True
+
+    def __post_init__(self) -> None:
+        for name in ("advice", "print_summary"):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigurationError(
+                    f"EnergyMonitor({name}={getattr(self, name)!r}): expected True or False")
+
+    @staticmethod
+    def tracker_config(**settings: Any) -> TrackerConfig:
+        """A callback's :class:`TrackerConfig`: errors become one warning, never an exception."""
+        return TrackerConfig(**settings, on_error="warn", owner="EnergyMonitor")
+

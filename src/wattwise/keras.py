@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 import keras
 
 from wattwise._warn import warn
-from wattwise.config import RunContext, TrackerConfig
+from wattwise.config import CallbackOptions, RunContext
 from wattwise.errors import ConfigurationError, WattwiseWarning
 from wattwise.keras_data import SampleCounter, ranks, zeros_batch
 from wattwise.meters.base import Meter
@@ -151,26 +151,19 @@ class EnergyMonitor(keras.callbacks.Callback):  # type: ignore[misc]
         for name, value in (("batch_size", batch_size), ("samples_per_epoch", samples_per_epoch),
                             ("validation_samples", validation_samples)):
             _positive_int_or_none(name, value)
-        for name, flag in (("advice", advice), ("print_summary", print_summary)):
-            if not isinstance(flag, bool):
-                raise ConfigurationError(f"EnergyMonitor({name}={flag!r}): expected True or False")
+        self._options = CallbackOptions(advice, coefficients, hardware, print_summary)
         if log_dir is not None and (not isinstance(log_dir, (str, PathLike)) or not str(log_dir)):
             raise ConfigurationError(f"EnergyMonitor(log_dir={log_dir!r}): expected None or a "
                                      "directory path such as 'logs/run1'")
         if summary_path == "auto":  # a documented location or none, never the cwd silently
             summary_path = None if log_dir is None else Path(log_dir) / "wattwise_summary.json"
-        self.tracker = EnergyTracker(config=TrackerConfig(
-            meters=meters,  # type: ignore[arg-type]
-            min_window_s=min_window_s, summary_path=summary_path,  # type: ignore[arg-type]
+        self.tracker = EnergyTracker(config=CallbackOptions.tracker_config(
+            meters=meters, min_window_s=min_window_s, summary_path=summary_path,
             idle_baseline_s=idle_baseline_s, carbon_intensity_g_per_kwh=carbon_intensity_g_per_kwh,
-            country_iso_code=country_iso_code, run_name=run_name,
-            log_every_n_steps=log_every_n_steps, on_error="warn", owner="EnergyMonitor",
-        ))
+            country_iso_code=country_iso_code, run_name=run_name, log_every_n_steps=log_every_n_steps))
         self._samples = SampleCounter(batch_size, samples_per_epoch, validation_samples)
         self._log_dir = Path(log_dir) if log_dir is not None else None
         self._writers: dict[str, EventFileWriter] = {}
-        self._advice, self._coefficients, self._hardware = advice, coefficients, hardware
-        self._print_summary = print_summary
 
     @property
     def summary(self) -> dict[str, Any] | None:
@@ -194,7 +187,7 @@ class EnergyMonitor(keras.callbacks.Callback):  # type: ignore[misc]
             except Exception as e:  # noqa: BLE001 - logging never kills training
                 log.debug("EnergyMonitor: closing an event file failed: %r", e)
         self._writers = {}
-        if table and self._print_summary:
+        if table and self._options.print_summary:
             self.tracker.print_table()
 
     def finish(self, status: str = "completed", error: BaseException | None = None
@@ -223,7 +216,7 @@ class EnergyMonitor(keras.callbacks.Callback):  # type: ignore[misc]
     def on_train_begin(self, logs: Mapping[str, Any] | None = None) -> None:
         self._samples.begin_fit(self.model)  # raises, naming the options, before any step
         self._begin("fit")
-        if self._advice and self.tracker.global_rank == 0:
+        if self._options.advice and self.tracker.global_rank == 0:
             self.tracker.check_advice(self._check_sizing)
 
     def on_epoch_begin(self, epoch: int, logs: Mapping[str, Any] | None = None) -> None:
@@ -318,7 +311,7 @@ class EnergyMonitor(keras.callbacks.Callback):  # type: ignore[misc]
             raise ConfigurationError("the model has no static input shapes")
         advice = check_keras_model(  # Keras gives callbacks no batch: zeros of the input shapes
             self.model, batch, batch_size=inputs[0], n_samples=inputs[1],
-            hardware=self._hardware, coefficients=self._coefficients)
+            hardware=self._options.hardware, coefficients=self._options.coefficients)
         record_advice(self.tracker, advice)
 
 

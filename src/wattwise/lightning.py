@@ -1,22 +1,16 @@
 """PyTorch Lightning adapter: the drop-in :class:`EnergyMonitor` callback.
 
-One line gives joules per sample and per epoch in every Lightning logger::
-
-    from wattwise.lightning import EnergyMonitor
-    trainer = lightning.pytorch.Trainer(callbacks=[EnergyMonitor()])
-
-Lightning checks ``isinstance(callback, Callback)`` against its *own* package's class, and
-``lightning.pytorch.Callback`` and ``pytorch_lightning.Callback`` differ. So the callback is
-built once per package, lazily, from one framework-free body (:class:`_EnergyMonitorImpl`):
-``wattwise.lightning.EnergyMonitor`` subclasses ``lightning.pytorch.Callback`` (or
-``pytorch_lightning.Callback`` when only that is installed); ``wattwise.lightning.pl.EnergyMonitor``
-always ``pytorch_lightning.Callback``. Both are named ``EnergyMonitor`` (same checkpoint
-``state_key``) and picklable (``ddp_spawn``). ``import wattwise.lightning`` imports no framework.
+``Trainer(callbacks=[EnergyMonitor()])`` gives joules per sample and per epoch in every logger.
+Lightning checks ``isinstance(callback, Callback)`` against its *own* package's class, so the
+callback is built lazily per package from one framework-free body: ``wattwise.lightning.
+EnergyMonitor`` subclasses ``lightning.pytorch.Callback`` (or ``pytorch_lightning``'s when only
+that is installed), ``wattwise.lightning.pl.EnergyMonitor`` always ``pytorch_lightning``'s.
+``import wattwise.lightning`` imports no framework.
 
 The callback holds no run state: every hook is a call on one
-:class:`~wattwise.tracker.EnergyTracker`, which owns windows, epochs, stages, clocks, restored
-state and the failure guard. What is left here is Lightning: which hook is which phase, the
-``all_gather`` of phase records under DDP, and publishing the metrics.
+:class:`~wattwise.tracker.EnergyTracker` (windows, epochs, stages, clocks, restored state, the
+failure guard). What is left here is Lightning: which hook is which phase, the ``all_gather``
+of phase records under DDP, and publishing the metrics.
 """
 
 from __future__ import annotations
@@ -27,7 +21,7 @@ from collections.abc import Callable, Sequence
 from os import PathLike
 from typing import Any
 
-from wattwise.config import RunContext, TrackerConfig
+from wattwise.config import CallbackOptions, RunContext
 from wattwise.errors import ConfigurationError, MeterUnavailableError
 from wattwise.meters.base import Meter
 from wattwise.records import PhaseRecord, StepRecord, metric_keys, reduce_records
@@ -37,12 +31,9 @@ __all__ = ["EnergyMonitor"]  # noqa: F822 - built lazily by __getattr__
 
 _DOC = """Measure the energy of training, validation, test and predict; log it per epoch.
 
-    Joules come from hardware counters (NVML for GPUs, RAPL for CPUs) read at window
-    boundaries only (epoch and phase starts and ends), never per batch unless step-level
-    logging is on. Samples per batch are counted as Lightning's ``extract_batch_size`` does.
-
-    Metric keys, published once per epoch and phase to ``trainer.callback_metrics`` (so
-    ``EarlyStopping`` and ``ModelCheckpoint`` can monitor them) and to every logger:
+    Joules come from hardware counters (NVML, RAPL) read at window boundaries only, never
+    per batch unless step-level logging is on. Metric keys, once per epoch and phase, in
+    ``trainer.callback_metrics`` (for ``EarlyStopping``, ``ModelCheckpoint``) and every logger:
 
     * ``energy/train_joules``, ``energy/train_joules_per_sample``, ``energy/train_watts``
       (joules / wall seconds), ``energy/train_active_joules`` (with an idle baseline),
@@ -57,16 +48,12 @@ _DOC = """Measure the energy of training, validation, test and predict; log it p
     A train key monitored with a validation loop needs
     ``EarlyStopping(..., check_on_train_epoch_end=True)``.
 
-    **Runs.** The run summary (``summary_path``) holds every stage of a run - ``fit`` and
-    the ``validate``/``test``/``predict`` calls after it - each with its own epochs. A second
-    ``fit`` with the same monitor is a new run, in ``<stem>.run2<suffix>``; only
-    ``fit(ckpt_path=...)`` carries totals over, and a mid-epoch checkpoint continues the
-    interrupted epoch. An exception or Ctrl-C records ``"failed"``/``"interrupted"``. Meters
-    you pass stay open (they are yours); meters opened by name are opened for each stage.
-
-    **DDP.** Each rank reads its own GPU; node-wide meters (RAPL, codecarbon, node-scope
-    instances) are read on local rank 0 only; epoch records are summed over ranks and
-    logged once. Rank N writes its own summary, ``<stem>.rankN<suffix>``.
+    **Runs.** The summary holds every stage of a run (``fit`` and the ``validate``/``test``/
+    ``predict`` calls after it), each with its own epochs. A second ``fit`` is a new run, in
+    ``<stem>.run2<suffix>``; ``fit(ckpt_path=...)`` carries totals over, a mid-epoch checkpoint
+    continues its epoch. Errors record ``"failed"``/``"interrupted"``. Meters you pass stay open.
+    **DDP**: node-wide meters are read on local rank 0 only; records are summed over ranks;
+    rank N writes ``<stem>.rankN<suffix>``.
 
     Args:
         meters: ``"auto"``, meter names (``"nvml"``, ``"rapl"``, ``"pyrapl"``,
@@ -150,19 +137,12 @@ class _EnergyMonitorImpl:
                 f"EnergyMonitor(batch_size_fn={batch_size_fn!r}): expected None or a callable "
                 "batch -> number of samples, e.g. batch_size_fn=lambda b: len(b['ids'])"
             )
-        for arg, val in (("advice", advice), ("print_summary", print_summary)):
-            if not isinstance(val, bool):
-                raise ConfigurationError(f"EnergyMonitor({arg}={val!r}): expected True or False")
-        self.tracker = EnergyTracker(config=TrackerConfig(
-            meters=meters,  # type: ignore[arg-type]
-            min_window_s=min_window_s, summary_path=summary_path,  # type: ignore[arg-type]
+        self._options = CallbackOptions(advice, coefficients, hardware, print_summary)
+        self.tracker = EnergyTracker(config=CallbackOptions.tracker_config(
+            meters=meters, min_window_s=min_window_s, summary_path=summary_path,
             idle_baseline_s=idle_baseline_s, carbon_intensity_g_per_kwh=carbon_intensity_g_per_kwh,
-            country_iso_code=country_iso_code, run_name=run_name,
-            log_every_n_steps=log_every_n_steps, on_error="warn", owner="EnergyMonitor",
-        ))
-        self._advice, self._coefficients, self._hardware = advice, coefficients, hardware
+            country_iso_code=country_iso_code, run_name=run_name, log_every_n_steps=log_every_n_steps))
         self._batch_size_fn = batch_size_fn
-        self._print_summary = print_summary
 
     # stages ------------------------------------------------------------------------------------
     def _begin(self, trainer: Any, pl_module: Any, stage: str) -> None:
@@ -200,7 +180,7 @@ class _EnergyMonitorImpl:
 
     def _end(self, status: str, error: BaseException | None = None, *, table: bool = True) -> None:
         self.tracker.end_stage(status, error)  # type: ignore[arg-type]
-        if table and self._print_summary:
+        if table and self._options.print_summary:
             self.tracker.print_table()
 
     def teardown(self, trainer: Any, pl_module: Any, stage: str) -> None:
@@ -256,6 +236,7 @@ class _EnergyMonitorImpl:
     def _check_sizing(self, pl_module: Any, batch: Any) -> None:
         if self.tracker.global_rank != 0:
             return
+        from wattwise.samples import count_samples
         from wattwise.sizing import check_torch_model, record_advice
 
         try:
@@ -264,13 +245,10 @@ class _EnergyMonitorImpl:
             n_samples: int | None = int(sum(len(dl.dataset) for dl in loaders))
         except Exception:  # noqa: BLE001 - iterable datasets: unknown
             n_samples = None
-        from wattwise.samples import count_samples
-
-        advice = check_torch_model(pl_module, batch,
-                                   batch_size=count_samples(batch, self._batch_size_fn) or 1,
-                                   n_samples=n_samples, hardware=self._hardware,
-                                   coefficients=self._coefficients)
-        record_advice(self.tracker, advice)
+        o = self._options
+        record_advice(self.tracker, check_torch_model(
+            pl_module, batch, batch_size=count_samples(batch, self._batch_size_fn) or 1,
+            n_samples=n_samples, hardware=o.hardware, coefficients=o.coefficients))
 
     # fit ------------------------------------------------------------------------------------
     def on_fit_start(self, trainer: Any, pl_module: Any) -> None:
@@ -286,7 +264,7 @@ class _EnergyMonitorImpl:
             self.tracker.start_window("train", trainer.current_epoch)
 
     def on_train_batch_start(self, trainer: Any, pl_module: Any, batch: Any, batch_idx: int) -> None:
-        if batch_idx == 0 and self._advice and self.tracker.advice_pending:
+        if batch_idx == 0 and self._options.advice and self.tracker.advice_pending:
             self.tracker.check_advice(self._check_sizing, pl_module, batch)
 
     def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any,
@@ -340,68 +318,49 @@ class _EnergyMonitorImpl:
     def on_predict_epoch_start(self, trainer: Any, pl_module: Any) -> None:
         self.tracker.start_window("predict", trainer.current_epoch)
 
-    def on_predict_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any,
-                             batch_idx: int, dataloader_idx: int = 0) -> None:
-        self.tracker.count_batch(batch, self._batch_size_fn)
+    on_predict_batch_end = on_test_batch_end
 
     def on_predict_epoch_end(self, trainer: Any, pl_module: Any) -> None:
         self.tracker.end_epoch()  # no logging in predict hooks: the summary has the numbers
 
 
 # ------------------------------------------------------------------------------------------------
-# per-package classes, built lazily
+# per-package classes, built lazily (one per Lightning package, same name and state_key)
 
 _BUILT: dict[str, type] = {}
 
 
 def _build(package: str, module_name: str) -> type:
-    cls = _BUILT.get(package)
-    if cls is not None:
-        return cls
-    import importlib
+    if package not in _BUILT:
+        import importlib
 
-    try:
-        callback_base = importlib.import_module(package).Callback
-    except ImportError as e:
-        pip = "lightning" if package == "lightning.pytorch" else "pytorch-lightning"
-        raise ImportError(
-            f"wattwise EnergyMonitor for {package!r} needs that package: pip install {pip}"
-        ) from e
-    cls = type(
-        "EnergyMonitor",
-        (_EnergyMonitorImpl, callback_base),
-        {"__module__": module_name, "__qualname__": "EnergyMonitor", "__doc__": _DOC,
-         "_package": package},
-    )
-    _BUILT[package] = cls
-    return cls
+        try:
+            base = importlib.import_module(package).Callback
+        except ImportError as e:
+            pip = "lightning" if package == "lightning.pytorch" else "pytorch-lightning"
+            raise ImportError(f"wattwise EnergyMonitor for {package!r} needs that package: "
+                              f"pip install {pip}") from e
+        _BUILT[package] = type("EnergyMonitor", (_EnergyMonitorImpl, base), {
+            "__module__": module_name, "__qualname__": "EnergyMonitor", "__doc__": _DOC,
+            "_package": package})
+    return _BUILT[package]
 
 
-def _default_package() -> str:
-    import importlib.util
+def _lazy(module_name: str, package: str | None) -> Any:
+    def getattr_(name: str) -> Any:
+        if name != "EnergyMonitor":
+            raise AttributeError(f"module {module_name!r} has no attribute {name!r}")
+        import importlib.util
 
-    try:
-        if importlib.util.find_spec("lightning") is not None:
-            return "lightning.pytorch"
-    except (ImportError, ValueError):
-        pass
-    return "pytorch_lightning"
+        default = "lightning.pytorch" if importlib.util.find_spec("lightning") else "pytorch_lightning"
+        return _build(package or default, module_name)
 
-
-def __getattr__(name: str) -> Any:
-    if name == "EnergyMonitor":
-        return _build(_default_package(), __name__)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr_
 
 
-def _pl_getattr(name: str) -> Any:
-    if name == "EnergyMonitor":
-        return _build("pytorch_lightning", pl.__name__)
-    raise AttributeError(f"module {pl.__name__!r} has no attribute {name!r}")
-
-
+__getattr__ = _lazy(__name__, None)
 #: ``wattwise.lightning.pl``: the same callback for the standalone ``pytorch_lightning`` package.
 pl = types.ModuleType(f"{__name__}.pl", "EnergyMonitor for the standalone pytorch_lightning package.")
-pl.__getattr__ = _pl_getattr  # type: ignore[method-assign]
+pl.__getattr__ = _lazy(pl.__name__, "pytorch_lightning")  # type: ignore[method-assign]
 pl.__all__ = ["EnergyMonitor"]  # type: ignore[attr-defined]
 sys.modules.setdefault(pl.__name__, pl)

@@ -19,102 +19,46 @@ a ``.run2`` suffix instead of overwriting the first); only :meth:`load_state_dic
 checkpoint) carries totals over. Meters the tracker opened by name are opened for each stage
 and closed at its end; meter instances the user passed are never closed.
 
-**Failures.** With ``on_error="warn"`` (the callbacks), an error inside measurement becomes one
-:class:`~wattwise.errors.MeterWarning`, measurement stops and what was measured is kept: the
-tracker never stops a training run. A stage still running when an uncaught exception ends the
-process is recorded as ``"failed"`` (``"interrupted"`` for KeyboardInterrupt) with the error;
-one running at interpreter exit as ``"interrupted"``.
-
-The accounting is in :mod:`wattwise.accounting`, the summary in :mod:`wattwise.summary`, the
-meters in :mod:`wattwise.meterset`. Not thread-safe: drive it from the training thread.
+**Failures.** With ``on_error="warn"`` (the callbacks) an error inside measurement is one
+:class:`~wattwise.errors.MeterWarning`; measurement stops, training goes on, what was measured
+is kept. A stage an uncaught exception ends is ``"failed"`` (see :mod:`wattwise._lifecycle`).
+Accounting: :mod:`wattwise.accounting`; summary: :mod:`wattwise.summary`; meters:
+:mod:`wattwise.meterset`; the run record: :mod:`wattwise.run`. Drive it from one thread.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import functools
 import logging
-import math
 import os
-import platform
 import time
 from collections.abc import Callable, Mapping, Sequence
-from datetime import datetime, timezone
 from os import PathLike
 from types import TracebackType
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal
 
 from wattwise import _lifecycle
-from wattwise._warn import warn
-from wattwise.accounting import PHASES, Ledger, RecordContext, restore_state
+from wattwise._warn import Guard, guarded, warn
+from wattwise.accounting import PHASES, Ledger, restore_state
 from wattwise.config import RunContext, TrackerConfig
 from wattwise.errors import (
     ConfigurationError,
     MeterUnavailableError,
-    MeterWarning,
     WattwiseError,
     WattwiseWarning,
 )
 from wattwise.meters.base import Meter
 from wattwise.meterset import MeterSet
 from wattwise.records import EpochRecord, PhaseRecord, StepRecord
+from wattwise.run import Run, Stage
 from wattwise.samples import count_samples
-from wattwise.summary import RunSnapshot, StageSnapshot, SummaryFile, render, summary_file_path
+from wattwise.summary import render
 
 __all__ = ["PHASES", "EnergyTracker", "RunStatus"]
 
 RunStatus = Literal["running", "completed", "interrupted", "failed"]
 _ENDED = ("completed", "interrupted", "failed")
 _monotonic = time.monotonic
-_F = TypeVar("_F", bound=Callable[..., Any])
-
-
-def _now_iso() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
-
-
-def _guarded(what: str) -> Callable[[_F], _F]:
-    """With ``on_error="warn"``: an exception becomes one warning and measurement stops."""
-
-    def deco(fn: _F) -> _F:
-        @functools.wraps(fn)
-        def run(self: EnergyTracker, *args: Any, **kwargs: Any) -> Any:
-            if self._broken:
-                return None
-            try:
-                return fn(self, *args, **kwargs)
-            except Exception as e:
-                if self.config.on_error == "raise":
-                    raise
-                self._fail(what, e)
-                return None
-
-        return run  # type: ignore[return-value]
-
-    return deco
-
-
-class _Stage:
-    def __init__(self, name: str, ledger: Ledger, meters: MeterSet) -> None:
-        self.name, self.ledger, self.meters = name, ledger, meters
-        self.status: str = "running"
-        self.error: str | None = None
-        self.started_at: str | None = _now_iso()
-        self.finished_at: str | None = None
-
-
-class _Run:
-    def __init__(self, index: int, config: TrackerConfig, context: RunContext) -> None:
-        self.index, self.config, self.context = index, config, context
-        self.ctx = RecordContext(carbon_g_per_kwh=config.carbon_intensity_g_per_kwh)
-        self.stages: list[_Stage] = []
-        self.epochs: list[EpochRecord] = []
-        self.head: dict[str, Any] = {}
-        self.file: SummaryFile | None = None
-        self.advice: dict[str, Any] | None = None
-        self.advice_tried = False
-        self.t0 = self.t = 0.0
-        self.closed = False
 
 
 class EnergyTracker:
@@ -179,11 +123,10 @@ class EnergyTracker:
         elif not isinstance(config, TrackerConfig):
             raise ConfigurationError(f"EnergyTracker(config={config!r}): expected a TrackerConfig")
         self.config = config
-        self._run: _Run | None = None
+        self._run: Run | None = None
         self._ledger: Ledger | None = None  # the running stage's (the per-batch path reads it)
-        self._broken = False
+        self._guard = Guard(config.owner, config.on_error)
         self._restore: dict[str, Any] | None = None  # from load_state_dict, for the next fit
-        self._warned: set[str] = set()
         self._steps = 0  # batches since the last step-level reading
         self._last_summary: dict[str, Any] | None = None
 
@@ -213,13 +156,11 @@ class EnergyTracker:
             ConfigurationError: a country code without codecarbon, two meters with one domain.
         """
         if stage not in ("fit", "validate", "test", "predict"):
-            raise ConfigurationError(
-                f"EnergyTracker.begin_stage(stage={stage!r}): expected 'fit', 'validate', "
-                "'test' or 'predict'"
-            )
+            raise ConfigurationError(f"EnergyTracker.begin_stage(stage={stage!r}): expected "
+                                     "'fit', 'validate', 'test' or 'predict'")
         if self._stage is not None:
             self.end_stage("interrupted", WattwiseError(f"{stage!r} began before it ended"))
-        self._broken = False
+        self._guard.broken = False
         run = self._run
         if run is None or run.closed or (stage == "fit" and any(s.name == "fit" for s in run.stages)):
             if run is not None and not run.closed:
@@ -230,88 +171,46 @@ class EnergyTracker:
         except (MeterUnavailableError, ConfigurationError):
             raise
         except Exception as e:
-            if self.config.on_error == "raise":
+            if self._guard.raises:
                 raise
-            self._fail("starting the energy measurement", e)
+            self._guard.fail("starting the energy measurement", e)
 
-    def _new_run(self, context: RunContext) -> _Run:
+    def _new_run(self, context: RunContext) -> Run:
         cfg = dataclasses.replace(
             self.config, node_meters=self.config.node_meters and context.local_rank == 0,
             gpu_devices=self.config.gpu_devices if context.gpu_devices is None else context.gpu_devices,
         )
-        index = 0 if self._run is None else self._run.index + 1
-        run = _Run(index, cfg, context)
-        if cfg.country_iso_code is not None:
-            run.ctx.carbon_g_per_kwh = _country_carbon(cfg.country_iso_code)
         path = cfg.summary_path
         if path == "auto":
             if context.log_dir is None:
-                self._warn_once("auto", f"{cfg.owner}(summary_path='auto'): there is no log "
+                self._guard.once("auto", f"{cfg.owner}(summary_path='auto'): there is no log "
                                 "folder (no logger), so no run summary is written; pass "
                                 "summary_path='<file>.json' to write one", WattwiseWarning)
                 path = None
             else:
                 path = os.path.join(context.log_dir, "wattwise_summary.json")
-        if path is not None:
-            run.file = SummaryFile(summary_file_path(path, context.global_rank, index))
-        self._run = run
-        return run
+        self._run = Run(0 if self._run is None else self._run.index + 1, cfg, context, path)
+        return self._run
 
-    def _open_stage(self, run: _Run, name: str, hardware: Any, metadata: Any) -> None:
+    def _open_stage(self, run: Run, name: str, hardware: Any, metadata: Any) -> None:
         meters = MeterSet(run.config)
-        periods = meters.first_reading()
+        run.ctx.periods.update(meters.first_reading())
         t = _monotonic()
-        first = not run.stages
-        if first:
-            run.ctx.estimated = meters.estimated
-            run.t0 = t
-        run.ctx.periods.update(periods)
         restored, self._restore = (self._restore, None) if name == "fit" else (None, self._restore)
         ledger = Ledger(run.ctx, name, len(run.stages), t, restored)
-        stage = _Stage(name, ledger, meters)
-        run.stages.append(stage)
-        run.t = t
-        self._ledger = ledger
-        self._steps = 0
+        first = not run.stages
+        run.add_stage(Stage(name, ledger, meters), t, hardware, metadata)
+        self._ledger, self._steps = ledger, 0
         _lifecycle.watch(self)
-        if first:
-            idle = self._measure_idle(meters, ledger) if run.config.idle_baseline_s > 0 else None
-            run.head = _head(run, meters, hardware, metadata, idle)
-        self._merge_meters(run, meters)
+        if first and run.config.idle_baseline_s > 0:
+            run.head["idle_baseline"] = self._measure_idle(ledger)
         self._write(now=True)
 
-    def _measure_idle(self, meters: MeterSet, ledger: Ledger) -> dict[str, Any]:
+    def _measure_idle(self, ledger: Ledger) -> dict[str, Any]:
         before = ledger.other.copy()
         time.sleep(self.config.idle_baseline_s)
         self._read()
-        s = ledger.other.seconds - before.seconds
-        ctx = ledger.ctx
-        for d, period in ctx.periods.items():
-            j = ledger.other.joules.get(d)
-            j = None if j is None else j - before.joules.get(d, 0.0)
-            ctx.idle_w[d] = None if j is None or s <= 0 or (j == 0.0 and s < period) else j / s
-        ctx.idle_measured = True
-        known = [w for w in ctx.idle_w.values() if w is not None]
-        return {"seconds": s, "watts": sum(known) if known else None,
-                "watts_by_domain": dict(ctx.idle_w)}
-
-    @staticmethod
-    def _merge_meters(run: _Run, meters: MeterSet) -> None:
-        head = run.head  # values are replaced, never changed in place (the writer reads them)
-        known = {(m["name"], tuple(m["domains"])) for m in head["meters"]}
-        head["meters"] = head["meters"] + [
-            m for m in meters.info if (m["name"], tuple(m["domains"])) not in known]
-        head["unavailable_meters"] = {**head["unavailable_meters"], **meters.unavailable}
-
-    @staticmethod
-    def _note_meters(run: _Run, meters: MeterSet) -> None:
-        head = run.head
-        head["approximate_domains"] = sorted(set(head["approximate_domains"])
-                                             | set(meters.approximate_domains()))
-        if meters.excluded_joules is not None and head["excluded_estimates"] is not None:
-            previous = head["excluded_estimates"]["joules_by_domain"] or {}
-            head["excluded_estimates"] = {**head["excluded_estimates"], "joules_by_domain": {
-                d: previous.get(d, 0.0) + j for d, j in meters.excluded_joules.items()}}
+        return ledger.idle_baseline(before)
 
     def end_stage(self, status: RunStatus = "completed",
                   error: BaseException | None = None) -> dict[str, Any] | None:
@@ -320,25 +219,23 @@ class EnergyTracker:
         Returns the summary, or None when no stage was running. Never raises for a meter."""
         stage, run = self._stage, self._run
         if status not in _ENDED:
-            raise ConfigurationError(
-                f"EnergyTracker.end_stage(status={status!r}): expected one of {_ENDED!r}"
-            )
+            raise ConfigurationError(f"EnergyTracker.end_stage(status={status!r}): expected one "
+                                     f"of {_ENDED!r}")
         if stage is None or run is None:
             return self._last_summary
         try:
-            if not self._broken:
+            if not self._guard.broken:
                 self._read()
                 if stage.ledger.epoch_open:
                     run.epochs.append(stage.ledger.end_epoch(complete=False))
         finally:
             stage.meters.close()
-            self._note_meters(run, stage.meters)
-            stage.status, stage.finished_at = status, _now_iso()
-            stage.error = None if error is None else f"{type(error).__name__}: {error}"
+            run.note_meters(stage.meters)
+            stage.end(status, error)
             self._ledger = None
             _lifecycle.unwatch(self)
         self._write(now=True)
-        self._last_summary = render(self._snapshot())
+        self._last_summary = render(run.snapshot())
         return self._last_summary
 
     def finish(self, status: RunStatus = "completed",
@@ -353,11 +250,7 @@ class EnergyTracker:
         return self._last_summary if self._last_summary is not None else {"status": self.status}
 
     def _close_run(self) -> None:
-        run = self._run
-        assert run is not None
-        run.closed = True
-        if run.file is not None:
-            run.file.close()
+        self._require_run("finish()").close()
 
     def __enter__(self) -> EnergyTracker:
         if self._stage is None:
@@ -372,18 +265,16 @@ class EnergyTracker:
             self.finish("interrupted" if isinstance(exc, KeyboardInterrupt) else "failed", exc)
 
     # windows, batches, epochs --------------------------------------------------------------
-    @_guarded("starting a window")
+    @guarded("starting a window")
     def start_window(self, phase: str, epoch: int) -> None:
         """Begin a window of ``phase`` in ``epoch`` (one meter read); a window opened while
         another is open pauses the outer one until this one ends."""
         if phase not in PHASES:
-            raise ConfigurationError(
-                f"EnergyTracker.start_window(phase={phase!r}): expected one of {PHASES!r}"
-            )
+            raise ConfigurationError(f"EnergyTracker.start_window(phase={phase!r}): expected one "
+                                     f"of {PHASES!r}")
         if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0:
-            raise ConfigurationError(
-                f"EnergyTracker.start_window(epoch={epoch!r}): expected an int >= 0"
-            )
+            raise ConfigurationError(f"EnergyTracker.start_window(epoch={epoch!r}): expected an "
+                                     "int >= 0")
         ledger = self._require("start_window()")
         self._read()
         ledger.open(phase, epoch)
@@ -426,12 +317,12 @@ class EnergyTracker:
         if n is None:
             fix = ("batch_size_fn returned something other than an int >= 0" if batch_size_fn
                    else "pass batch_size_fn=<batch -> number of samples>")
-            self._warn_once("samples", f"{self.config.owner} cannot count the samples in a "
+            self._guard.once("samples", f"{self.config.owner} cannot count the samples in a "
                             f"batch of type {type(batch).__name__!r} ({fix}); joules per "
                             "sample stay unknown for that phase", WattwiseWarning)
         return self.add_batch(n)
 
-    @_guarded("a step-level reading")
+    @guarded("a step-level reading")
     def step_reading(self) -> StepRecord | None:
         """Step-level window: a record once ``min_window_s`` has passed since the last one
         (reads meters only when the clock says so), else None."""
@@ -442,7 +333,7 @@ class EnergyTracker:
         self._read()
         return ledger.step()
 
-    @_guarded("ending a window")
+    @guarded("ending a window")
     def end_window(self) -> PhaseRecord | None:
         """Close the innermost open window (one meter read) and return its record."""
         ledger = self._require("end_window()")
@@ -452,7 +343,7 @@ class EnergyTracker:
         self._read()
         return ledger.close()
 
-    @_guarded("ending an epoch")
+    @guarded("ending an epoch")
     def end_epoch(self) -> EpochRecord | None:
         """Close the epoch (open windows first; several windows of a phase are summed) and
         have the summary rewritten by the background writer."""
@@ -466,9 +357,13 @@ class EnergyTracker:
 
     # internals -----------------------------------------------------------------------------
     @property
-    def _stage(self) -> _Stage | None:
-        run = self._run
-        return run.stages[-1] if run and run.stages and run.stages[-1].status == "running" else None
+    def _stage(self) -> Stage | None:
+        return None if self._run is None else self._run.running
+
+    def _require_run(self, what: str) -> Run:
+        if self._run is None:
+            raise WattwiseError(f"EnergyTracker.{what}: no run yet; call start() first")
+        return self._run
 
     def _require(self, what: str) -> Ledger:
         if self._ledger is None:
@@ -484,39 +379,6 @@ class EnergyTracker:
         run.t = _monotonic()
         stage.ledger.feed(deltas, run.t)
 
-    def _fail(self, what: str, exc: BaseException) -> None:
-        """Measurement never kills training: report once, stop measuring, keep what we have."""
-        if not self._broken:
-            self._broken = True
-            warn(f"{self.config.owner}: {what} failed ({type(exc).__name__}: {exc}); energy "
-                 "measurement stops here, training continues and what was measured is kept",
-                 MeterWarning)
-
-    def _warn_once(self, key: str, message: str, category: type[WattwiseWarning]) -> None:
-        if key not in self._warned:
-            self._warned.add(key)
-            warn(message, category)
-
-    def _snapshot(self) -> RunSnapshot:
-        run = self._run
-        assert run is not None
-        stages = tuple(
-            StageSnapshot(
-                s.name, s.status, s.error, s.started_at, s.finished_at,
-                s.ledger.epochs_completed(),
-                None if s.ledger.restored is None else {"epochs": s.ledger.restored["epochs"]},
-                {k: a.copy() for k, a in s.ledger.totals().items()},
-            )
-            for s in run.stages
-        )
-        ctx = dataclasses.replace(run.ctx, periods=dict(run.ctx.periods), idle_w=dict(run.ctx.idle_w))
-        return RunSnapshot(
-            head=run.head, status=self.status, error=next((s.error for s in stages if s.error), None),
-            finished_at=None if self._stage else (stages[-1].finished_at if stages else None),
-            duration_s=run.t - run.t0, ctx=ctx, stages=stages, epochs=run.epochs,
-            n_epochs=len(run.epochs), advice=run.advice,
-        )
-
     def _write(self, *, now: bool = False) -> None:
         """Rewrite the summary file: on this thread when ``now``, else in the background.
         A failure warns once; training continues."""
@@ -527,12 +389,12 @@ class EnergyTracker:
         error: BaseException | None = f.error
         if error is None:
             try:
-                snap = self._snapshot()
+                snap = run.snapshot()  # type: ignore[union-attr]
                 f.write_now(snap) if now else f.submit(snap)
             except (OSError, ValueError, TypeError) as e:
                 error = e
         if error is not None:
-            self._warn_once("write", f"{self.config.owner}(summary_path={str(f.path)!r}): "
+            self._guard.once("write", f"{self.config.owner}(summary_path={str(f.path)!r}): "
                             f"cannot write the run summary ({type(error).__name__}: {error}); "
                             "training continues", WattwiseWarning)
 
@@ -552,7 +414,7 @@ class EnergyTracker:
     def meters(self) -> tuple[Meter, ...]:
         """The meters the running stage reads (failed ones dropped)."""
         stage = self._stage
-        return () if stage is None or self._broken else tuple(stage.meters.active)
+        return () if stage is None or self._guard.broken else tuple(stage.meters.active)
 
     @property
     def phase(self) -> str | None:
@@ -567,8 +429,7 @@ class EnergyTracker:
     @property
     def stage(self) -> str | None:
         """The running stage's name (``fit``, ``validate``, ``test``, ``predict``), or None."""
-        stage = self._stage
-        return None if stage is None else stage.name
+        return None if self._stage is None else self._stage.name
 
     def stage_count(self, name: str) -> int:
         """How many stages named ``name`` the current run has begun."""
@@ -577,26 +438,14 @@ class EnergyTracker:
     @property
     def resume_epoch(self) -> int | None:
         """The epoch a mid-epoch checkpoint was taken in, until a window continues it."""
-        ledger = self._ledger
-        return None if ledger is None or ledger._resume is None else ledger._resume[0]
+        return None if self._ledger is None else self._ledger.resume_epoch
 
     @property
     def status(self) -> str:
         """``"created"`` before the first stage, ``"running"`` during one, then the first
         non-completed status of the run's stages, else ``"completed"``."""
         run = self._run
-        if run is None or not run.stages:
-            return "created"
-        statuses = [s.status for s in run.stages]
-        if "running" in statuses:
-            return "running"
-        return next((s for s in ("failed", "interrupted") if s in statuses), "completed")
-
-    @property
-    def summary_path(self) -> str | None:
-        """The current run's summary file, or None."""
-        f = self._run.file if self._run is not None else None
-        return None if f is None else str(f.path)
+        return "created" if run is None or not run.stages else run.status
 
     @property
     def global_rank(self) -> int:
@@ -604,48 +453,42 @@ class EnergyTracker:
 
     def totals(self) -> dict[str, PhaseRecord]:
         """Run totals per phase (epoch = -1) over all stages, checkpoint totals included, plus
-        ``"other"`` (time outside any window, including the idle baseline)."""
-        summary = render(self._snapshot(), epochs=False) if self._run else None
-        if summary is None:
-            return {}
-        t = summary["totals"]
-        return {k: PhaseRecord(**v) for k, v in {**t["phases"], "other": t["other"]}.items()}
+        ``"other"`` (time outside any window) and ``"run"`` (everything)."""
+        t = render(self._require_run("totals()").snapshot(), epochs=False)["totals"]
+        return {k: PhaseRecord(**v) for k, v in {**t["phases"], "other": t["other"],
+                                                 "run": t["run"]}.items()}
 
     def run_total(self) -> PhaseRecord:
         """The whole run (all phases and ``other``) as one record, phase ``"run"``, epoch -1."""
-        return PhaseRecord(**render(self._snapshot(), epochs=False)["totals"]["run"])
+        return self.totals()["run"]
 
     def summary(self) -> dict[str, Any]:
         """The run summary as a JSON-serialisable dict (schema in docs/summary-schema.md)."""
-        return render(self._snapshot()) if self._run else {"status": self.status}
+        return render(self._run.snapshot()) if self._run else {"status": self.status}
 
     def set_advice(self, advice: Mapping[str, Any]) -> None:
         """Store the sizing advice (JSON form) in the run summary."""
         if not isinstance(advice, Mapping):
             raise ConfigurationError(f"EnergyTracker.set_advice(advice={advice!r}): expected a mapping")
-        if self._run is not None:
-            self._run.advice = dict(advice)
-            if self._stage is None:
-                self._write(now=True)
-                self._last_summary = render(self._snapshot())
+        run = self._require_run("set_advice()")
+        run.advice = dict(advice)
+        if self._stage is None:
+            self._write(now=True)
+            self._last_summary = render(run.snapshot())
 
     @property
     def advice_pending(self) -> bool:
         """True while a fit stage runs and no sizing check was tried in this run."""
-        stage = self._stage
-        return stage is not None and stage.name == "fit" and not self._run.advice_tried  # type: ignore[union-attr]
+        return self.stage == "fit" and not self._run.advice_tried  # type: ignore[union-attr]
 
     def check_advice(self, check: Callable[..., Any], *args: Any) -> None:
         """Run the sizing check ``check(*args)`` once per run; its failure leaves the advice
         null (logged at INFO), never stops training nor measurement."""
-        if self._run is None:
-            return
-        self._run.advice_tried = True
+        self._require_run("check_advice()").advice_tried = True
         try:
             check(*args)
         except Exception as e:  # noqa: BLE001 - the advice never breaks training
-            logging.getLogger("wattwise").info("%s: no sizing advice for this model: %r",
-                                               self.config.owner, e)
+            logging.getLogger("wattwise").info("%s: no sizing advice: %r", self.config.owner, e)
 
     def print_table(self) -> None:
         """Print the run table (:func:`wattwise.console.format_run_table`) on rank 0."""
@@ -659,6 +502,7 @@ class EnergyTracker:
             warn(f"{self.config.owner}: the console table failed ({e!r})", WattwiseWarning)
 
     # checkpoints ---------------------------------------------------------------------------
+    @guarded("saving the energy totals")
     def state_dict(self) -> dict[str, Any]:
         """Cumulative totals for checkpoints: per phase and ``other``, complete epochs, and the
         open epoch's partial sums (one meter read when a stage is running)."""
@@ -673,59 +517,3 @@ class EnergyTracker:
         """Restore from :meth:`state_dict` (a checkpoint): the next ``fit`` stage continues its
         totals, epoch count and the epoch it was taken in. A second call replaces the first."""
         self._restore = restore_state(state)
-
-
-def _country_carbon(code: str) -> float:
-    try:
-        from wattwise.meters.codecarbon import carbon_intensity_g_per_kwh
-    except ImportError as e:
-        raise ConfigurationError(
-            f"EnergyTracker(country_iso_code={code!r}) needs codecarbon's offline data ({e}); "
-            "install it with `pip install 'wattwise[codecarbon]'` or pass "
-            "carbon_intensity_g_per_kwh=<g per kWh> instead"
-        ) from e
-    try:
-        value = float(carbon_intensity_g_per_kwh(code))
-    except MeterUnavailableError as e:
-        raise ConfigurationError(
-            f"EnergyTracker(country_iso_code={code!r}): {e}; install codecarbon "
-            "(`pip install 'wattwise[codecarbon]'`) or pass carbon_intensity_g_per_kwh="
-        ) from e
-    if not math.isfinite(value):
-        raise ConfigurationError(f"EnergyTracker(country_iso_code={code!r}): no carbon intensity")
-    return value
-
-
-def _head(run: _Run, meters: MeterSet, hardware: Any, metadata: Any,
-          idle: dict[str, Any] | None) -> dict[str, Any]:
-    from wattwise._version import __version__
-    from wattwise.summary import SCHEMA_VERSION
-
-    cfg, carbon = run.config, run.ctx.carbon_g_per_kwh
-    source = "argument" if cfg.carbon_intensity_g_per_kwh is not None else (
-        f"codecarbon offline data for {cfg.country_iso_code}")
-    return {
-        "schema_version": SCHEMA_VERSION,
-        "wattwise_version": __version__,
-        "run_name": cfg.run_name,
-        "started_at": _now_iso(),
-        "meters": [],
-        "unavailable_meters": {},
-        "approximate_domains": meters.approximate_domains(),
-        "excluded_estimates": None if not meters.kept_out else {
-            "joules_by_domain": None,
-            "note": "estimates kept out of the measured joules because a hardware counter was "
-                    "in use; joules_by_domain is null until the stage ends",
-        },
-        "hardware": {
-            "platform": platform.platform(), "machine": platform.machine(),
-            "processor": platform.processor(), "cpu_count": os.cpu_count(),
-            "python": platform.python_version(), **dict(hardware or {}),
-        },
-        "metadata": dict(metadata or {}),
-        "config": {"min_window_s": cfg.min_window_s, "node_meters": cfg.node_meters,
-                   "gpu_devices": None if cfg.gpu_devices is None else list(cfg.gpu_devices)},
-        "idle_baseline": idle,
-        "carbon_intensity": None if carbon is None else {"g_per_kwh": carbon, "source": source},
-    }
-

@@ -1,0 +1,167 @@
+"""``Run``: the record of one run - its stages, epochs, summary head and summary file.
+
+The tracker owns one ``Run`` at a time and drives it; a ``Run`` knows how to describe itself
+(:meth:`Run.snapshot`, which :mod:`wattwise.summary` renders) and nothing about windows.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import platform
+from datetime import datetime, timezone
+from typing import Any
+
+from wattwise.accounting import Ledger, RecordContext
+from wattwise.config import RunContext, TrackerConfig, carbon_of_country
+from wattwise.meterset import MeterSet
+from wattwise.records import EpochRecord
+from wattwise.summary import SCHEMA_VERSION, RunSnapshot, StageSnapshot, SummaryFile
+
+__all__ = ["Run", "Stage", "now_iso"]
+
+
+def now_iso() -> str:
+    """Wall-clock time now, ISO 8601 UTC, to the second."""
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+class Stage:
+    """One ``fit``/``validate``/``test``/``predict`` call: its ledger and its meters."""
+
+    def __init__(self, name: str, ledger: Ledger, meters: MeterSet) -> None:
+        self.name, self.ledger, self.meters = name, ledger, meters
+        self.status: str = "running"
+        self.error: str | None = None
+        self.started_at: str | None = now_iso()
+        self.finished_at: str | None = None
+
+    def end(self, status: str, error: BaseException | None) -> None:
+        self.status, self.finished_at = status, now_iso()
+        self.error = None if error is None else f"{type(error).__name__}: {error}"
+
+
+class Run:
+    """One run: the stages begun on a tracker until the next ``fit`` (one summary file).
+
+    Args:
+        index: 0 for the tracker's first run, 1 for the second (its file gets ``.run2``), ...
+        config: the tracker's settings, with this process's rank applied.
+        context: what the framework said about this process.
+        path: the summary file (before rank and run suffixes), or None.
+    """
+
+    def __init__(self, index: int, config: TrackerConfig, context: RunContext,
+                 path: str | None) -> None:
+        from wattwise.summary import summary_file_path
+
+        self.index, self.config, self.context = index, config, context
+        carbon = config.carbon_intensity_g_per_kwh
+        if config.country_iso_code is not None:
+            carbon = carbon_of_country(config.country_iso_code)
+        self.ctx = RecordContext(carbon_g_per_kwh=carbon)
+        self.stages: list[Stage] = []
+        self.epochs: list[EpochRecord] = []
+        self.head: dict[str, Any] = {}
+        self.file = None if path is None else SummaryFile(
+            summary_file_path(path, context.global_rank, index))
+        self.advice: dict[str, Any] | None = None
+        self.advice_tried = False
+        self.t0 = self.t = 0.0
+        self.closed = False
+
+    @property
+    def running(self) -> Stage | None:
+        """The running stage, or None."""
+        last = self.stages[-1] if self.stages else None
+        return last if last is not None and last.status == "running" else None
+
+    @property
+    def status(self) -> str:
+        """``"running"`` during a stage, then the first non-completed stage status, else
+        ``"completed"``."""
+        statuses = [s.status for s in self.stages]
+        if "running" in statuses:
+            return "running"
+        return next((s for s in ("failed", "interrupted") if s in statuses), "completed")
+
+    def add_stage(self, stage: Stage, t: float, hardware: Any, metadata: Any) -> None:
+        if not self.stages:
+            self.ctx.estimated = stage.meters.estimated
+            self.t0 = t
+            self.head = self._head(stage.meters, hardware, metadata)
+        self.stages.append(stage)
+        self.t = t
+        head = self.head  # values are replaced, never changed in place (the writer reads them)
+        known = {(m["name"], tuple(m["domains"])) for m in head["meters"]}
+        head["meters"] = head["meters"] + [
+            m for m in stage.meters.info if (m["name"], tuple(m["domains"])) not in known]
+        head["unavailable_meters"] = {**head["unavailable_meters"], **stage.meters.unavailable}
+
+    def close(self) -> None:
+        """No stage will be added: stop the summary writer."""
+        self.closed = True
+        if self.file is not None:
+            self.file.close()
+
+    def note_meters(self, meters: MeterSet) -> None:
+        """After a stage's meters closed: approximate domains, the excluded estimates' joules."""
+        head = self.head
+        head["approximate_domains"] = sorted(set(head["approximate_domains"])
+                                             | set(meters.approximate_domains()))
+        if meters.excluded_joules is not None and head["excluded_estimates"] is not None:
+            previous = head["excluded_estimates"]["joules_by_domain"] or {}
+            head["excluded_estimates"] = {**head["excluded_estimates"], "joules_by_domain": {
+                d: previous.get(d, 0.0) + j for d, j in meters.excluded_joules.items()}}
+
+    def snapshot(self) -> RunSnapshot:
+        """Immutable copies of everything the summary shows (a few microseconds)."""
+        stages = tuple(
+            StageSnapshot(
+                s.name, s.status, s.error, s.started_at, s.finished_at,
+                s.ledger.epochs_completed(),
+                None if s.ledger.restored is None else {"epochs": s.ledger.restored["epochs"]},
+                {k: a.copy() for k, a in s.ledger.totals().items()},
+            )
+            for s in self.stages
+        )
+        ctx = dataclasses.replace(self.ctx, periods=dict(self.ctx.periods),
+                                  idle_w=dict(self.ctx.idle_w))
+        return RunSnapshot(
+            head=self.head, status=self.status,
+            error=next((s.error for s in stages if s.error), None),
+            finished_at=None if self.running or not stages else stages[-1].finished_at,
+            duration_s=self.t - self.t0, ctx=ctx, stages=stages, epochs=self.epochs,
+            n_epochs=len(self.epochs), advice=self.advice,
+        )
+
+    def _head(self, meters: MeterSet, hardware: Any, metadata: Any) -> dict[str, Any]:
+        from wattwise._version import __version__
+
+        cfg, carbon = self.config, self.ctx.carbon_g_per_kwh
+        source = "argument" if cfg.carbon_intensity_g_per_kwh is not None else (
+            f"codecarbon offline data for {cfg.country_iso_code}")
+        return {
+            "schema_version": SCHEMA_VERSION,
+            "wattwise_version": __version__,
+            "run_name": cfg.run_name,
+            "started_at": now_iso(),
+            "meters": [],
+            "unavailable_meters": {},
+            "approximate_domains": meters.approximate_domains(),
+            "excluded_estimates": None if not meters.kept_out else {
+                "joules_by_domain": None,
+                "note": "estimates kept out of the measured joules because a hardware counter "
+                        "was in use; joules_by_domain is null until the stage ends",
+            },
+            "hardware": {
+                "platform": platform.platform(), "machine": platform.machine(),
+                "processor": platform.processor(), "cpu_count": os.cpu_count(),
+                "python": platform.python_version(), **dict(hardware or {}),
+            },
+            "metadata": dict(metadata or {}),
+            "config": {"min_window_s": cfg.min_window_s, "node_meters": cfg.node_meters,
+                       "gpu_devices": None if cfg.gpu_devices is None else list(cfg.gpu_devices)},
+            "idle_baseline": None,
+            "carbon_intensity": None if carbon is None else {"g_per_kwh": carbon, "source": source},
+        }
