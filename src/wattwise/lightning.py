@@ -263,15 +263,13 @@ class _EnergyMonitorImpl:
         if self.tracker.phase != "train":
             self.tracker.start_window("train", trainer.current_epoch)
 
-    def on_train_batch_start(self, trainer: Any, pl_module: Any, batch: Any, batch_idx: int) -> None:
-        if batch_idx == 0 and self._options.advice and self.tracker.advice_pending:
-            self.tracker.check_advice(self._check_sizing, pl_module, batch)
-
     def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any,
                            batch_idx: int) -> None:
         step = self.tracker.count_batch(batch, self._batch_size_fn)  # no meter read, no clock
         if step is not None:
             self._log_step(trainer, step)
+        if batch_idx == 0 and self._options.advice and self.tracker.advice_pending:
+            self.tracker.check_advice(self._check_sizing, pl_module, batch)
 
     def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
         epoch = self.tracker.end_epoch()

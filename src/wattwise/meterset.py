@@ -9,6 +9,7 @@ and closes only the meters it opened: instances the user passed belong to the us
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -53,6 +54,8 @@ class MeterSet:
         self._info_of: dict[int, dict[str, Any]] = {}
         self.approx: set[str] = set()  # domains read as power x time (no energy counter)
         self._prev: dict[str, float] = {}
+        self._t0 = time.monotonic()
+        self._epoch: int | None = None
         self._excluded_first: dict[str, float] = {}
         self.excluded_joules: dict[str, float] | None = None
         self._classify(meters)
@@ -108,9 +111,12 @@ class MeterSet:
                     periods[d] = m.update_period_s
         return periods
 
-    def deltas(self, periods: dict[str, float]) -> list[tuple[str, float]]:
+    def deltas(self, periods: dict[str, float], epoch: int | None = None
+               ) -> list[tuple[str, float]]:
         """Read the active meters; (domain, joules since the previous read) per domain. A
-        domain seen for the first time is a baseline (its period is added to ``periods``)."""
+        domain seen for the first time is a baseline (its period is added to ``periods``).
+        ``epoch``: the open window's, noted if a meter is dropped."""
+        self._epoch = epoch
         out: list[tuple[str, float]] = []
         prev = self._prev
         for m in tuple(self.active):
@@ -143,14 +149,15 @@ class MeterSet:
             self.drop(meter, f"read failed: {type(e).__name__}: {e}")
             return None
 
-    def drop(self, meter: Meter, reason: str, *, epoch: int | None = None) -> None:
+    def drop(self, meter: Meter, reason: str) -> None:
         """Stop reading ``meter`` (one warning); what it measured so far is kept."""
         for group in (self.active, self.excluded):
             if any(meter is m for m in group):
                 group.remove(meter)
         info = self._info_of.get(id(meter))
         if info is not None:
-            info["dropped"] = {"reason": reason, "epoch": epoch}
+            info["dropped"] = {"reason": reason, "epoch": self._epoch,
+                               "after_s": time.monotonic() - self._t0}
         warn(
             f"EnergyTracker: meter {meter.name!r} (domains {list(meter.domains)!r}) dropped: "
             f"{reason}; energy it measured so far is kept, its domains are None from now on",

@@ -6,7 +6,6 @@ The tracker owns one ``Run`` at a time and drives it; a ``Run`` knows how to des
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import platform
 from datetime import datetime, timezone
@@ -121,15 +120,17 @@ class Run:
                 s.name, s.status, s.error, s.started_at, s.finished_at,
                 s.ledger.epochs_completed(),
                 None if s.ledger.restored is None else {"epochs": s.ledger.restored["epochs"]},
-                {k: a.copy() for k, a in s.ledger.totals().items()},
+                s.ledger.totals(),  # fresh sums, not the ledger's own
             )
             for s in self.stages
         )
-        ctx = dataclasses.replace(self.ctx, periods=dict(self.ctx.periods),
-                                  idle_w=dict(self.ctx.idle_w))
+        c = self.ctx
+        ctx = RecordContext(dict(c.periods), dict(c.idle_w), c.idle_measured, c.carbon_g_per_kwh,
+                            c.estimated)
+        status = self.status
         return RunSnapshot(
-            head=self.head, status=self.status,
-            error=next((s.error for s in stages if s.error), None),
+            head=self.head, status=status,
+            error=next((s.error for s in stages if s.status == status and s.error), None),
             finished_at=None if self.running or not stages else stages[-1].finished_at,
             duration_s=self.t - self.t0, ctx=ctx, stages=stages, epochs=self.epochs,
             n_epochs=len(self.epochs), advice=self.advice,

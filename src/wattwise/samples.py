@@ -7,6 +7,10 @@ from typing import Any
 
 __all__ = ["count_samples"]
 
+# array types (torch.Tensor, numpy.ndarray, ...) whose shape[0] was read as an int: the
+# per-batch fast path is then a type lookup and one shape read (hot: every training batch)
+_SHAPE_TYPES: set[type] = set()
+
 
 def _leading_dim(x: Any) -> int | None:
     shape = getattr(x, "shape", None)
@@ -15,9 +19,12 @@ def _leading_dim(x: Any) -> int | None:
     try:
         if len(shape) == 0 or shape[0] is None:
             return None
-        return int(shape[0])
+        n = int(shape[0])
     except (TypeError, ValueError):
         return None
+    if type(shape[0]) is int:
+        _SHAPE_TYPES.add(type(x))
+    return n
 
 
 def _search(batch: Any, depth: int) -> int | None:
@@ -52,11 +59,11 @@ def count_samples(batch: Any, batch_size_fn: Callable[[Any], Any] | None = None)
             return None
         return int(n) if isinstance(n, int) and not isinstance(n, bool) and n >= 0 else None
     kind = type(batch)
-    if kind is tuple or kind is list:  # the common case first: (x, y) with x a tensor
-        if batch:
-            n = _leading_dim(batch[0])
-            if n is not None:
-                return n
+    first = batch[0] if (kind is tuple or kind is list) and batch else batch
+    if type(first) in _SHAPE_TYPES:  # the common case: (x, y) with x a tensor, or a tensor
+        shape = first.shape
+        if shape and type(shape[0]) is int:
+            return shape[0]  # type: ignore[no-any-return]
     try:
         return _search(batch, 0)
     except Exception:  # noqa: BLE001 - exotic containers: unknown, never an error in training

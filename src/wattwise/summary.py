@@ -15,6 +15,7 @@ import json
 import os
 import tempfile
 import threading
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from os import PathLike
@@ -184,12 +185,20 @@ class SummaryFile:
     epochs of the write in flight; :meth:`write_now` writes synchronously, after any write in
     flight.
 
+    Background writes are at least ``min_interval_s`` apart: with short epochs the file is
+    rewritten about once a second, not once an epoch, and the writer's work (rendering, JSON,
+    fsync) stays off the training thread's hooks. The file lags the newest finished epoch by
+    at most about ``min_interval_s``.
+
     Args:
         path: the summary file.
+        min_interval_s: least seconds between two background writes (default 1.0).
     """
 
-    def __init__(self, path: str | PathLike[str]) -> None:
+    def __init__(self, path: str | PathLike[str], min_interval_s: float = 1.0) -> None:
         self.path = Path(path)
+        self.min_interval_s = min_interval_s
+        self._last_write = -float("inf")  # time.monotonic() of the last background write
         self.error: BaseException | None = None  # the first failed background write
         self._cond = threading.Condition()
         self._pending: RunSnapshot | None = None
@@ -203,19 +212,28 @@ class SummaryFile:
         """Ask for a rewrite with ``snap`` (returns at once)."""
         with self._cond:
             self._pending = snap
-            if self._thread is None and not self._closed:
-                self._thread = threading.Thread(target=self._run, name="wattwise-summary",
-                                                daemon=True)
-                self._thread.start()
+            self._start()
             self._cond.notify()
 
+    def _start(self) -> None:
+        if self._thread is None and not self._closed:
+            self._thread = threading.Thread(target=self._run, name="wattwise-summary",
+                                            daemon=True)
+            self._thread.start()
+
     def write_now(self, snap: RunSnapshot) -> None:
-        """Write ``snap`` on this thread, after the write in flight (if any); raises on failure."""
+        """Write ``snap`` on this thread, after the write in flight (if any); raises on failure.
+        The first call also starts the writer thread (so no epoch end waits for that)."""
         with self._cond:
             self._pending = None
             while self._busy:
                 self._cond.wait()
-        self._write(snap)
+            self._start()
+        try:
+            self._write(snap)
+        finally:
+            with self._cond:
+                self._last_write = time.monotonic()
 
     def flush(self, timeout_s: float = 30.0) -> bool:
         """Wait until every requested write is on disk; False if ``timeout_s`` ran out."""
@@ -238,8 +256,17 @@ class SummaryFile:
             with self._cond:
                 while self._pending is None and not self._closed:
                     self._cond.wait()
+                # coalesce: wait out the interval since the last write (new submits replace
+                # the pending snapshot meanwhile); close() and write_now() end the wait
+                while self._pending is not None and not self._closed:
+                    rest = self._last_write + self.min_interval_s - time.monotonic()
+                    if rest <= 0:
+                        break
+                    self._cond.wait(rest)
                 if self._pending is None:
-                    return
+                    if self._closed:
+                        return
+                    continue
                 job, self._pending, self._busy = self._pending, None, True
             try:
                 self._write(job)
@@ -248,6 +275,7 @@ class SummaryFile:
                     self.error = e
             finally:
                 with self._cond:
+                    self._last_write = time.monotonic()
                     self._busy = False
                     self._cond.notify_all()
 

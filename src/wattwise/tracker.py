@@ -78,6 +78,8 @@ class EnergyTracker:
             (RAPL, codecarbon, node-scope instances) are not counted once per rank.
         gpu_devices: CUDA logical device indices this process uses (for NVML), None = all visible.
         run_name: a name for the run summary.
+        log_every_n_steps: with this, :meth:`add_batch` takes a step-level reading every that
+            many batches (at most one per ``min_window_s``) and returns it; None = off.
         config: a ready :class:`~wattwise.config.TrackerConfig` instead of the arguments above.
     Raises:
         ConfigurationError: on any bad argument, naming it and the value.
@@ -109,6 +111,7 @@ class EnergyTracker:
         node_meters: bool = True,
         gpu_devices: Sequence[int] | None = None,
         run_name: str | None = None,
+        log_every_n_steps: int | None = None,
         config: TrackerConfig | None = None,
     ) -> None:
         if config is None:
@@ -119,6 +122,7 @@ class EnergyTracker:
                 carbon_intensity_g_per_kwh=carbon_intensity_g_per_kwh,
                 country_iso_code=country_iso_code, node_meters=node_meters,
                 gpu_devices=gpu_devices, run_name=run_name,  # type: ignore[arg-type]
+                log_every_n_steps=log_every_n_steps,
             )
         elif not isinstance(config, TrackerConfig):
             raise ConfigurationError(f"EnergyTracker(config={config!r}): expected a TrackerConfig")
@@ -128,6 +132,7 @@ class EnergyTracker:
         self._guard = Guard(config.owner, config.on_error)
         self._restore: dict[str, Any] | None = None  # from load_state_dict, for the next fit
         self._steps = 0  # batches since the last step-level reading
+        self._every = config.log_every_n_steps  # (read on every batch)
         self._last_summary: dict[str, Any] | None = None
 
     # runs and stages -----------------------------------------------------------------------
@@ -285,12 +290,12 @@ class EnergyTracker:
         is on (``log_every_n_steps``) and a step reading is due: then its record is returned.
         """
         ledger = self._ledger
-        acc = ledger.current if ledger is not None else None
+        acc = None if ledger is None else ledger.current
         if acc is None:
-            if self.config.on_error == "warn":
-                return None
-            raise WattwiseError("EnergyTracker.add_batch(): no window is open; call "
-                                "start_window(phase, epoch) first")
+            if self._guard.raises:
+                raise WattwiseError("EnergyTracker.add_batch(): no window is open; call "
+                                    "start_window(phase, epoch) first")
+            return None
         if samples is None:
             acc.samples_unknown = True
         elif samples < 0 or batches < 0:
@@ -299,28 +304,35 @@ class EnergyTracker:
         else:
             acc.samples += samples
         acc.batches += batches
-        every = self.config.log_every_n_steps
-        if every is None:
+        if self._every is None:
             return None
         self._steps += batches
-        return self.step_reading() if self._steps >= every else None
+        return self.step_reading() if self._steps >= self._every else None
 
     def count_batch(self, batch: Any, batch_size_fn: Callable[[Any], Any] | None = None
                     ) -> StepRecord | None:
         """:meth:`add_batch` for one batch, its samples counted by
         :func:`wattwise.samples.count_samples`; a batch it cannot count makes the phase's
-        samples unknown, with one warning."""
+        samples unknown, with one warning. The per-batch hot path of the callbacks."""
         ledger = self._ledger
-        if ledger is None or ledger.current is None:
+        acc = None if ledger is None else ledger.current
+        if acc is None:
             return None
         n = count_samples(batch, batch_size_fn)
         if n is None:
             fix = ("batch_size_fn returned something other than an int >= 0" if batch_size_fn
                    else "pass batch_size_fn=<batch -> number of samples>")
             self._guard.once("samples", f"{self.config.owner} cannot count the samples in a "
-                            f"batch of type {type(batch).__name__!r} ({fix}); joules per "
-                            "sample stay unknown for that phase", WattwiseWarning)
-        return self.add_batch(n)
+                             f"batch of type {type(batch).__name__!r} ({fix}); joules per "
+                             "sample stay unknown for that phase", WattwiseWarning)
+            acc.samples_unknown = True
+        else:
+            acc.samples += n
+        acc.batches += 1
+        if self._every is None:
+            return None
+        self._steps += 1
+        return self.step_reading() if self._steps >= self._every else None
 
     @guarded("a step-level reading")
     def step_reading(self) -> StepRecord | None:
@@ -375,7 +387,7 @@ class EnergyTracker:
         stage, run = self._stage, self._run
         if stage is None or run is None:
             return
-        deltas = stage.meters.deltas(run.ctx.periods)
+        deltas = stage.meters.deltas(run.ctx.periods, stage.ledger.epoch)
         run.t = _monotonic()
         stage.ledger.feed(deltas, run.t)
 
