@@ -98,8 +98,6 @@ def _fn(trainer: Any) -> str:
 
 def _all_gather(trainer: Any, obj: Any) -> list[Any]:
     """Every rank's ``obj`` (a collective: every rank calls it at the same hook)."""
-    if int(getattr(trainer, "world_size", 1) or 1) <= 1:
-        return [obj]
     import torch.distributed as dist
 
     if not (dist.is_available() and dist.is_initialized()):
@@ -172,7 +170,8 @@ class _EnergyMonitorImpl:
         except MeterUnavailableError as e:
             error = e
         # a named meter that cannot open on any rank stops every rank before the first step
-        errors = [e for e in _all_gather(trainer, None if error is None else str(error)) if e]
+        errors = [e for e in _all_gather(trainer, None if error is None else str(error)) if e
+                  ] if world > 1 else []
         if error is not None:
             raise error
         if errors:
@@ -198,14 +197,20 @@ class _EnergyMonitorImpl:
             self.tracker.load_state_dict(state_dict["tracker"])
 
     # publishing ---------------------------------------------------------------------------------
+    def _publish(self, trainer: Any, pl_module: Any, rec: PhaseRecord | None) -> None:
+        if trainer.world_size > 1 or rec is not None:  # a collective under DDP: every rank
+            self.tracker.guard("logging the energy metrics", self._log_record, trainer,
+                               pl_module, rec)
+
     def _log_record(self, trainer: Any, pl_module: Any, rec: PhaseRecord | None) -> None:
         """Publish a phase record (summed over ranks) to ``trainer.callback_metrics`` and every
         logger: the destinations of ``pl_module.log(..., on_epoch=True)``, written directly
         because the values are final (Lightning's per-key bookkeeping costs ~0.3 ms a key)."""
-        gathered = _all_gather(trainer, (rec, bool(self.tracker.meters)))
+        if trainer.world_size > 1:  # a collective: every rank takes part, with or without rec
+            gathered = _all_gather(trainer, (rec, bool(self.tracker.meters)))
+            rec = None if rec is None else reduce_records(gathered)
         if rec is None:
             return
-        rec = reduce_records(gathered)
         metrics = metric_keys(rec, "lightning")
         if not metrics:
             return
@@ -267,13 +272,13 @@ class _EnergyMonitorImpl:
                            batch_idx: int) -> None:
         step = self.tracker.count_batch(batch, self._batch_size_fn)  # no meter read, no clock
         if step is not None:
-            self._log_step(trainer, step)
+            self.tracker.guard("logging step-level energy", self._log_step, trainer, step)
         if batch_idx == 0 and self._options.advice and self.tracker.advice_pending:
             self.tracker.check_advice(self._check_sizing, pl_module, batch)
 
     def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
         epoch = self.tracker.end_epoch()
-        self._log_record(trainer, pl_module, epoch.phases.get("train") if epoch else None)
+        self._publish(trainer, pl_module, epoch.phases.get("train") if epoch else None)
 
     # validation, test, predict ---------------------------------------------------------------
     def on_validation_start(self, trainer: Any, pl_module: Any) -> None:
@@ -292,7 +297,7 @@ class _EnergyMonitorImpl:
     def on_validation_epoch_end(self, trainer: Any, pl_module: Any) -> None:
         if trainer.sanity_checking:
             return
-        self._log_record(trainer, pl_module, self.tracker.end_window())
+        self._publish(trainer, pl_module, self.tracker.end_window())
         if _fn(trainer) == "validate":
             self.tracker.end_epoch()
 
@@ -307,7 +312,7 @@ class _EnergyMonitorImpl:
         self.tracker.count_batch(batch, self._batch_size_fn)
 
     def on_test_epoch_end(self, trainer: Any, pl_module: Any) -> None:
-        self._log_record(trainer, pl_module, self.tracker.end_window())
+        self._publish(trainer, pl_module, self.tracker.end_window())
         self.tracker.end_epoch()
 
     def on_predict_start(self, trainer: Any, pl_module: Any) -> None:

@@ -203,6 +203,7 @@ class SummaryFile:
         self._cond = threading.Condition()
         self._pending: RunSnapshot | None = None
         self._busy = False
+        self._idle = False  # the writer thread waits for a job (not in its interval wait)
         self._closed = False
         self._thread: threading.Thread | None = None
         self._epoch_json: list[str] = []  # writer-side cache: each epoch serialised once
@@ -213,7 +214,8 @@ class SummaryFile:
         with self._cond:
             self._pending = snap
             self._start()
-            self._cond.notify()
+            if self._idle:  # waiting for a job; in its interval wait it takes this one anyway
+                self._cond.notify()
 
     def _start(self) -> None:
         if self._thread is None and not self._closed:
@@ -254,8 +256,10 @@ class SummaryFile:
     def _run(self) -> None:
         while True:
             with self._cond:
+                self._idle = True
                 while self._pending is None and not self._closed:
                     self._cond.wait()
+                self._idle = False
                 # coalesce: wait out the interval since the last write (new submits replace
                 # the pending snapshot meanwhile); close() and write_now() end the wait
                 while self._pending is not None and not self._closed:

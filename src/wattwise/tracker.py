@@ -37,7 +37,7 @@ from os import PathLike
 from types import TracebackType
 from typing import Any, Literal
 
-from wattwise import _lifecycle
+import wattwise._lifecycle as _lifecycle
 from wattwise._warn import Guard, guarded, warn
 from wattwise.accounting import PHASES, Ledger, restore_state
 from wattwise.config import RunContext, TrackerConfig
@@ -501,6 +501,18 @@ class EnergyTracker:
             check(*args)
         except Exception as e:  # noqa: BLE001 - the advice never breaks training
             logging.getLogger("wattwise").info("%s: no sizing advice: %r", self.config.owner, e)
+
+    def guard(self, what: str, fn: Callable[..., Any], *args: Any) -> Any:
+        """``fn(*args)`` for adapter code around the tracker calls (run even after a failure,
+        so collectives stay matched across ranks); with ``on_error="warn"`` an error in it is
+        one warning and measurement stops, never an exception."""
+        try:
+            return fn(*args)
+        except Exception as e:
+            if self._guard.raises:
+                raise
+            self._guard.fail(what, e)
+            return None
 
     def print_table(self) -> None:
         """Print the run table (:func:`wattwise.console.format_run_table`) on rank 0."""

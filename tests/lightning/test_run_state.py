@@ -333,3 +333,26 @@ def test_no_logger_and_auto_summary_path_writes_no_summary_in_cwd(
     no_summary = [m for m in ours if "summary_path" in m]
     assert len(no_summary) == 1, no_summary
     assert not any("cannot write" in m for m in ours), ours  # not a failed write either
+
+
+def test_a_failing_logger_is_one_warning_not_a_crash(lit_api: Api, tmp_path: Path) -> None:
+    """Publishing the metrics fails (a logger raising): the fit completes, with one warning,
+    and the summary still has every epoch."""
+
+    class Broken(lit_api.loggers.CSVLogger):  # type: ignore[misc, name-defined]
+        def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
+            if any(k.startswith("energy/") for k in metrics):
+                raise OSError("disk full")
+            super().log_metrics(metrics, step)
+
+    meter = FakeMeter((DOMAIN,))
+    mon = monitor(lit_api, meter, summary_path=tmp_path / "s.json")
+    trainer = lit_api.trainer(tmp_path, callbacks=[advancer(lit_api, meter.advance), mon],
+                              max_epochs=3, logger=Broken(tmp_path / "csv"))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        trainer.fit(make_module(lit_api), loader(10))
+    assert trainer.current_epoch == 3
+    failures = [m for m in wattwise_warnings(caught) if "disk full" in m]
+    assert len(failures) == 1 and "logging the energy metrics" in failures[0]
+    assert read(tmp_path / "s.json")["status"] == "completed"
