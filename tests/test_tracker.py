@@ -424,10 +424,18 @@ def test_co2_from_intensity() -> None:
 
 
 def test_country_without_codecarbon_raises_with_fix(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(sys.modules, "wattwise.meters.codecarbon", None)  # import fails
-    t = EnergyTracker([FakeMeter()], country_iso_code="FRA")
+    """At construction, not at start: codecarbon's offline data is where the code is looked up."""
+    from wattwise import config
+
+    monkeypatch.setattr(config, "_energy_mix", lambda: None)  # codecarbon not installed
     with pytest.raises(ConfigurationError, match="country_iso_code='FRA'.*pip install"):
-        t.start()
+        EnergyTracker([FakeMeter()], country_iso_code="FRA")
+
+
+def test_unknown_country_raises_at_construction() -> None:
+    pytest.importorskip("codecarbon")
+    with pytest.raises(ConfigurationError, match="country_iso_code='ZZZ'.*not a country"):
+        EnergyTracker([FakeMeter()], country_iso_code="ZZZ")
 
 
 def test_country_with_codecarbon_gives_co2() -> None:

@@ -8,6 +8,9 @@ callbacks add what only they know at run time (rank, GPU, log folder) with
 
 from __future__ import annotations
 
+import functools
+import importlib.util
+import json
 import math
 import os
 from collections.abc import Sequence
@@ -15,11 +18,20 @@ from dataclasses import dataclass, field
 from os import PathLike
 from typing import Any, Literal
 
-from wattwise.errors import ConfigurationError, MeterUnavailableError
+from wattwise.errors import ConfigurationError
 from wattwise.meters.base import Meter
 from wattwise.meters.factory import METER_NAMES
 
-__all__ = ["CallbackOptions", "RunContext", "TrackerConfig", "carbon_of_country"]
+__all__ = [
+    "CallbackOptions",
+    "RunContext",
+    "TrackerConfig",
+    "carbon_of_country",
+    "check_summary_path",
+]
+
+#: The longest idle baseline a run may measure at its start, in seconds.
+MAX_IDLE_BASELINE_S = 3600.0
 
 
 def _seconds(owner: str, name: str, value: object) -> float:
@@ -29,6 +41,19 @@ def _seconds(owner: str, name: str, value: object) -> float:
             f"{owner}({name}={value!r}): expected a finite number of seconds >= 0"
         )
     return float(value)  # type: ignore[arg-type]
+
+
+def check_summary_path(owner: str, path: str | PathLike[str]) -> None:
+    """Refuse a summary path that exists and is a symlink or not a regular file (a device
+    node, a FIFO, a folder): the summary is written by replacing the file, which would destroy
+    what is there."""
+    p = os.fspath(path)
+    if os.path.islink(p) or (os.path.lexists(p) and not os.path.isfile(p)):
+        kind = "a symbolic link" if os.path.islink(p) else "not a regular file"
+        raise ConfigurationError(
+            f"{owner}(summary_path={p!r}): exists and is {kind}; the run summary replaces the "
+            "file at that path, so pass the path of a regular file (or of none yet)"
+        )
 
 
 def _meters(owner: str, meters: object) -> str | tuple[str | Meter, ...]:
@@ -86,6 +111,11 @@ class TrackerConfig:
         set_(self, "meters", _meters(o, self.meters))
         set_(self, "min_window_s", _seconds(o, "min_window_s", self.min_window_s))
         set_(self, "idle_baseline_s", _seconds(o, "idle_baseline_s", self.idle_baseline_s))
+        if self.idle_baseline_s > MAX_IDLE_BASELINE_S:
+            raise ConfigurationError(
+                f"{o}(idle_baseline_s={self.idle_baseline_s!r}): at most "
+                f"{MAX_IDLE_BASELINE_S:g} s (the run waits that long at its start); a few "
+                "seconds are enough, e.g. idle_baseline_s=5.0")
         path: Any = self.summary_path
         if path is not None and not (isinstance(path, (str, PathLike)) and os.fspath(path)):
             raise ConfigurationError(
@@ -93,6 +123,8 @@ class TrackerConfig:
                 "'runs/energy.json'"
             )
         set_(self, "summary_path", None if path is None else os.fspath(path))
+        if self.summary_path not in (None, "auto"):
+            check_summary_path(o, self.summary_path)  # type: ignore[arg-type]
         self._check_carbon()
         for name in ("node_meters",):
             if not isinstance(getattr(self, name), bool):
@@ -139,6 +171,7 @@ class TrackerConfig:
                     "as 'FRA' or 'USA'"
                 )
             object.__setattr__(self, "country_iso_code", code.upper())
+            carbon_of_country(code, o)  # known to the offline data (raises, naming the fix)
 
     @property
     def meter_names(self) -> list[str] | Literal["auto"]:
@@ -172,26 +205,48 @@ class RunContext:
     log_dir: str | None = None
 
 
-def carbon_of_country(code: str) -> float:
-    """Grams CO2eq per kWh of ISO 3166 alpha-3 ``code`` from codecarbon's offline data."""
+_ENERGY_MIX = ("data", "private_infra", "global_energy_mix.json")
+
+
+@functools.lru_cache(maxsize=1)
+def _energy_mix() -> dict[str, Any] | None:
+    """codecarbon's offline country table, read from its data file without importing
+    codecarbon (which takes a second); None when codecarbon is not installed."""
+    spec = importlib.util.find_spec("codecarbon")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    path = os.path.join(next(iter(spec.submodule_search_locations)), *_ENERGY_MIX)
     try:
-        from wattwise.meters.codecarbon import carbon_intensity_g_per_kwh
-    except ImportError as e:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def carbon_of_country(code: str, owner: str = "EnergyTracker") -> float:
+    """Grams CO2eq per kWh of ISO 3166 alpha-3 ``code`` from codecarbon's offline data.
+
+    Raises:
+        ConfigurationError: codecarbon is not installed, or ``code`` is not in its data.
+    """
+    data = _energy_mix()
+    if data is None:
         raise ConfigurationError(
-            f"EnergyTracker(country_iso_code={code!r}) needs codecarbon's offline data ({e}); "
-            "install it with `pip install 'wattwise[codecarbon]'` or pass "
-            "carbon_intensity_g_per_kwh=<g per kWh> instead"
-        ) from e
-    try:
-        value = float(carbon_intensity_g_per_kwh(code))
-    except MeterUnavailableError as e:
+            f"{owner}(country_iso_code={code!r}) needs codecarbon's offline data: install it "
+            "with `pip install 'wattwise[codecarbon]'` or pass carbon_intensity_g_per_kwh="
+            "<g per kWh> instead"
+        )
+    entry = data.get(code.upper())
+    value = entry.get("carbon_intensity") if isinstance(entry, dict) else None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        examples = ", ".join(repr(c) for c in ("FRA", "DEU", "USA") if c in data)
         raise ConfigurationError(
-            f"EnergyTracker(country_iso_code={code!r}): {e}; install codecarbon "
-            "(`pip install 'wattwise[codecarbon]'`) or pass carbon_intensity_g_per_kwh="
-        ) from e
-    if not math.isfinite(value):
-        raise ConfigurationError(f"EnergyTracker(country_iso_code={code!r}): no carbon intensity")
-    return value
+            f"{owner}(country_iso_code={code!r}): not a country in codecarbon's offline data "
+            f"({len(data)} countries, e.g. {examples}); use an ISO 3166 alpha-3 code or pass "
+            "carbon_intensity_g_per_kwh=<g per kWh>"
+        )
+    return float(value)
 
 
 @dataclass(frozen=True)

@@ -11,8 +11,10 @@ import platform
 from datetime import datetime, timezone
 from typing import Any
 
+from wattwise._warn import warn
 from wattwise.accounting import Ledger, RecordContext
-from wattwise.config import RunContext, TrackerConfig, carbon_of_country
+from wattwise.config import RunContext, TrackerConfig, carbon_of_country, check_summary_path
+from wattwise.errors import WattwiseWarning
 from wattwise.meterset import MeterSet
 from wattwise.records import EpochRecord
 from wattwise.summary import SCHEMA_VERSION, RunSnapshot, StageSnapshot, SummaryFile
@@ -57,13 +59,19 @@ class Run:
         self.index, self.config, self.context = index, config, context
         carbon = config.carbon_intensity_g_per_kwh
         if config.country_iso_code is not None:
-            carbon = carbon_of_country(config.country_iso_code)
+            carbon = carbon_of_country(config.country_iso_code, config.owner)
         self.ctx = RecordContext(carbon_g_per_kwh=carbon)
         self.stages: list[Stage] = []
         self.epochs: list[EpochRecord] = []
         self.head: dict[str, Any] = {}
-        self.file = None if path is None else SummaryFile(
-            summary_file_path(path, context.global_rank, index))
+        self.file: SummaryFile | None = None
+        if path is not None:
+            final = summary_file_path(path, context.global_rank, index)
+            check_summary_path(config.owner, final)  # before training: never replace a FIFO
+            self.file = SummaryFile(final)
+            moved = self.file.claim()
+            if moved is not None:
+                warn(f"{config.owner}({moved})", WattwiseWarning)
         self.advice: dict[str, Any] | None = None
         self.advice_tried = False
         self.t0 = self.t = 0.0

@@ -147,10 +147,26 @@ def _dumps(data: Mapping[str, Any]) -> str:
     return json.dumps(data, indent=1, allow_nan=False, default=_json_default)
 
 
+def _umask() -> int:
+    try:  # Linux >= 4.7 says it without changing it (os.umask would, for every thread)
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def _write_text_atomic(dest: Path, text: str) -> None:
     dest.parent.mkdir(parents=True, exist_ok=True)
+    if dest.is_symlink() or (os.path.lexists(dest) and not dest.is_file()):
+        raise OSError(f"{str(dest)!r} is a symbolic link or not a regular file: not replaced")
     fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
     try:
+        os.fchmod(fd, 0o666 & ~_umask())  # as open() would create it, not mkstemp's 0600
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
             f.write("\n")
@@ -207,7 +223,51 @@ class SummaryFile:
         self._closed = False
         self._thread: threading.Thread | None = None
         self._epoch_json: list[str] = []  # writer-side cache: each epoch serialised once
+        self._lock: tuple[int, Path] | None = None  # (fd, lock file) while this writer owns path
+        self.bytes_written = 0  # for benchmarks: the write volume
         self._cache_lock = threading.Lock()
+
+    def claim(self) -> str | None:
+        """Hold an advisory lock beside the file (``.<name>.lock``) for this writer. When
+        another live process holds it, write ``<stem>.pid<PID><suffix>`` instead, and return
+        a warning text; None when the path is ours (or locks are not supported here)."""
+        try:
+            import fcntl
+        except ImportError:  # no advisory locks (Windows): no detection
+            return None
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError:  # the write will fail too, and say so
+            return None
+        for path in (self.path, self.path.with_name(f"{self.path.stem}.pid{os.getpid()}"
+                                                   f"{self.path.suffix}")):
+            lock = path.with_name(f".{path.name}.lock")
+            try:
+                fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666 & ~_umask())
+            except OSError:  # a read-only folder: no detection, the write will say why
+                return None
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                os.close(fd)
+                continue
+            self._lock = (fd, lock)
+            if path == self.path:
+                return None
+            taken, self.path = self.path, path
+            return (f"summary_path={str(taken)!r} is being written by another live run; this "
+                    f"run writes {str(path)!r} instead")
+        return None
+
+    def _release(self) -> None:
+        if self._lock is not None:
+            fd, lock = self._lock
+            self._lock = None
+            try:
+                lock.unlink()
+            except OSError:
+                pass
+            os.close(fd)
 
     def submit(self, snap: RunSnapshot) -> None:
         """Ask for a rewrite with ``snap`` (returns at once)."""
@@ -252,6 +312,7 @@ class SummaryFile:
             self._cond.notify_all()
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(timeout=10.0)
+        self._release()
 
     def _run(self) -> None:
         while True:
@@ -292,7 +353,9 @@ class SummaryFile:
         placeholder = f"wattwise-epochs-{id(self)}"
         data = render(snap, epochs=False)
         data["epochs"] = placeholder
-        _write_text_atomic(self.path, _dumps(data).replace(f'"{placeholder}"', epochs, 1))
+        text = _dumps(data).replace(f'"{placeholder}"', epochs, 1)
+        _write_text_atomic(self.path, text)
+        self.bytes_written += len(text.encode("utf-8")) + 1
 
 
 def _json_default(obj: object) -> object:
