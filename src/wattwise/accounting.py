@@ -114,7 +114,7 @@ class RecordContext:
 def restore_state(state: Mapping[str, Any]) -> dict[str, Any]:
     """Validate a :meth:`Ledger.state_dict` (version 1 or 2); ConfigurationError otherwise."""
     try:
-        if state["version"] not in (1, STATE_VERSION):
+        if isinstance(state["version"], bool) or state["version"] not in (1, STATE_VERSION):
             raise ValueError(f"unknown version {state['version']!r}")
         open_epoch = state.get("open_epoch")
         return {
@@ -321,7 +321,10 @@ class Ledger:
     def state_dict(self) -> dict[str, Any]:
         """Totals, complete epochs and the open epoch's partial sums (after a feed)."""
         open_epoch = None
-        if self.epoch_open:
+        if self._resume is not None and not self.epoch_open:  # restored, not yet continued
+            epoch, partial = self._resume
+            open_epoch = {"epoch": epoch, "phases": {p: a.state() for p, a in partial.items()}}
+        elif self.epoch_open:
             phases = {p: a.copy() for p, a in self._epoch_accs.items()}
             for w in self._stack:
                 phases.setdefault(w.phase, Acc()).add(w.acc)

@@ -96,7 +96,7 @@ def _fn(trainer: Any) -> str:
     return str(getattr(fn, "value", fn))
 
 
-def _all_gather(trainer: Any, obj: Any) -> list[Any]:
+def _all_gather(obj: Any) -> list[Any]:
     """Every rank's ``obj`` (a collective: every rank calls it at the same hook)."""
     import torch.distributed as dist
 
@@ -170,7 +170,7 @@ class _EnergyMonitorImpl:
         except MeterUnavailableError as e:
             error = e
         # a named meter that cannot open on any rank stops every rank before the first step
-        errors = [e for e in _all_gather(trainer, None if error is None else str(error)) if e
+        errors = [e for e in _all_gather(None if error is None else str(error)) if e
                   ] if world > 1 else []
         if error is not None:
             raise error
@@ -207,7 +207,7 @@ class _EnergyMonitorImpl:
         logger: the destinations of ``pl_module.log(..., on_epoch=True)``, written directly
         because the values are final (Lightning's per-key bookkeeping costs ~0.3 ms a key)."""
         if trainer.world_size > 1:  # a collective: every rank takes part, with or without rec
-            gathered = _all_gather(trainer, (rec, bool(self.tracker.meters)))
+            gathered = _all_gather((rec, bool(self.tracker.meters)))
             rec = None if rec is None else reduce_records(gathered)
         if rec is None:
             return
@@ -215,7 +215,7 @@ class _EnergyMonitorImpl:
         if not metrics:
             return
         if _fn(trainer) != "fit":  # validate/test: pl_module.log puts them in the results
-            ddp = int(getattr(trainer, "world_size", 1) or 1) > 1
+            ddp = trainer.world_size > 1
             for key, value in metrics.items():  # identical on every rank
                 pl_module.log(key, value, on_step=False, on_epoch=True, sync_dist=ddp,
                               reduce_fx="max" if ddp else "mean", batch_size=1)

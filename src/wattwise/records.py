@@ -216,6 +216,8 @@ def reduce_records(gathered: Sequence[tuple[PhaseRecord | None, bool]]) -> Phase
     for r, _ in measured:
         for d, j in (r.joules_by_domain.items() if r is not None else ()):
             domains.setdefault(d, []).append(j)
+    if any(r is None for r, _ in measured):  # a measuring rank failed: no domain sum is whole
+        domains = {d: [None] for d in domains}
 
     def total(key: str) -> float | None:
         return _sum([None if r is None else getattr(r, key) for r, _ in measured]) if measured else None

@@ -61,9 +61,12 @@ def count_samples(batch: Any, batch_size_fn: Callable[[Any], Any] | None = None)
     kind = type(batch)
     first = batch[0] if (kind is tuple or kind is list) and batch else batch
     if type(first) in _SHAPE_TYPES:  # the common case: (x, y) with x a tensor, or a tensor
-        shape = first.shape
-        if shape and type(shape[0]) is int:
-            return shape[0]  # type: ignore[no-any-return]
+        try:
+            shape = first.shape
+            if shape and type(shape[0]) is int:
+                return shape[0]  # type: ignore[no-any-return]
+        except Exception:  # noqa: BLE001, S110 - an odd instance: the general path decides
+            pass
     try:
         return _search(batch, 0)
     except Exception:  # noqa: BLE001 - exotic containers: unknown, never an error in training

@@ -401,6 +401,11 @@ def read_summary(path: str | PathLike[str]) -> dict[str, Any]:
             f"read_summary(path={str(path)!r}): no integer 'schema_version' field; expected a "
             "wattwise run summary written by EnergyTracker"
         )
+    if version < 1:
+        raise ConfigurationError(
+            f"read_summary(path={str(path)!r}): schema_version={version!r} is not a version "
+            f"wattwise ever wrote (1 to {SCHEMA_VERSION}); expected a wattwise run summary"
+        )
     if version > SCHEMA_VERSION:
         raise ConfigurationError(
             f"read_summary(path={str(path)!r}): schema_version={version!r} is newer than this "

@@ -399,10 +399,11 @@ class EnergyTracker:
         if f is None:
             return
         error: BaseException | None = f.error
-        if error is None:
+        if error is None or now:  # the final write is tried even after a failed one
             try:
                 snap = run.snapshot()  # type: ignore[union-attr]
                 f.write_now(snap) if now else f.submit(snap)
+                error = None
             except (OSError, ValueError, TypeError) as e:
                 error = e
         if error is not None:
