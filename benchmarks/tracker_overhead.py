@@ -76,6 +76,42 @@ def main() -> None:
         f"{b:.1f} us/epoch (2k-4k); on disk right after epoch 4,000: {on_disk} epochs, "
         f"after flush() ({flush_ms:.0f} ms): {after}"
     )
+    write_volume(epochs=5000, epoch_s=0.003)
+
+
+def write_volume(epochs: int, epoch_s: float) -> None:
+    """Bytes written to the summary file for ``epochs`` one-batch epochs of ``epoch_s`` seconds,
+    against the final file size (the background writer writes at most once a second)."""
+    import tempfile
+    from pathlib import Path
+
+    with tempfile.TemporaryDirectory() as d:
+        path = Path(d) / "run.json"
+        meter = FakeMeter(("gpu:0",))
+        tracker = EnergyTracker([meter], summary_path=path)
+        tracker.start()
+        writes = [0]
+        f = tracker._run.file  # type: ignore[union-attr]  # the benchmark counts its writes
+        inner = f._write
+
+        def counted(snap: object) -> None:
+            writes[0] += 1
+            inner(snap)  # type: ignore[arg-type]
+
+        f._write = counted  # type: ignore[method-assign]
+        for epoch in range(epochs):
+            tracker.start_window("train", epoch)
+            tracker.add_batch(32)
+            meter.advance(1.0)
+            time.sleep(epoch_s)
+            tracker.end_epoch()
+        tracker.finish()
+        size = path.stat().st_size
+        written = f.bytes_written
+    print(
+        f"summary write volume, {epochs:,} epochs of {epoch_s * 1e3:.0f} ms: {writes[0]} writes, "
+        f"{written / 1e6:.1f} MB written for a {size / 1e6:.2f} MB file ({written / size:.1f}x)"
+    )
 
 
 if __name__ == "__main__":
