@@ -14,6 +14,7 @@ Example:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
@@ -34,7 +35,8 @@ _COLUMNS = ("phase", "joules", "J/sample", "W", "seconds", "samples")
 
 def format_number(value: Any, *, integer: bool = False) -> str:
     """A number for a table: 3 significant digits below 1, 2 decimals up to 1e5, none above,
-    thousands separated; :data:`UNKNOWN` for None or anything not a number, never 0.
+    thousands separated, 3 significant digits again from 1e15 (``1e+20``, not 21 digits);
+    :data:`UNKNOWN` for None, NaN, infinity or anything not a number, never 0.
 
     Example:
         >>> format_number(1234.5), format_number(0.02286), format_number(0), format_number(None)
@@ -42,9 +44,16 @@ def format_number(value: Any, *, integer: bool = False) -> str:
     """
     if value is None or isinstance(value, bool) or not isinstance(value, (int, float)):
         return UNKNOWN
+    try:
+        v = float(value)
+    except OverflowError:  # an int beyond a float's range
+        return UNKNOWN
+    if not math.isfinite(v):
+        return UNKNOWN
+    if abs(v) >= 1e15:
+        return f"{v:.3g}"
     if integer:
         return f"{int(value):,}"
-    v = float(value)
     if v != 0 and abs(v) < 1:
         return f"{v:.3g}"
     if abs(v) >= 1e5:

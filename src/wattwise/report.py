@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import math
 import os
 from collections.abc import Iterable, Mapping, Sequence
@@ -29,10 +30,11 @@ from typing import IO, Any
 
 from wattwise.console import UNKNOWN, epoch_stage, format_number, render_table, stage_labels
 from wattwise.errors import ConfigurationError
-from wattwise.summary import read_summary
+from wattwise.summary import SCHEMA_VERSION, read_summary
 
 __all__ = [
     "ReportRow",
+    "check_summary",
     "load_summary",
     "run_label",
     "run_labels",
@@ -91,7 +93,8 @@ CSV_COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(ReportRow)) + ("sour
 
 
 def load_summary(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """Read one run summary JSON file with :func:`wattwise.summary.read_summary`.
+    """Read one run summary JSON file with :func:`wattwise.summary.read_summary` and check it
+    (:func:`check_summary`).
 
     Args:
         path: the summary file a callback or :class:`~wattwise.EnergyTracker` wrote, or a
@@ -101,15 +104,16 @@ def load_summary(path: str | os.PathLike[str]) -> dict[str, Any]:
         The summary as a dict, with ``"_path"`` set to the file path it came from.
 
     Raises:
-        ConfigurationError: the file is missing or unreadable, is not JSON, or is not a run
-            summary of a schema version this wattwise reads.
+        ConfigurationError: the file is missing or unreadable, is not UTF-8 JSON, is nested too
+            deeply, is not a run summary of a schema version this wattwise reads, or has a
+            field whose type is not the schema's (the message names the field).
     """
     p = Path(path)
     if p.is_dir():
         candidates = sorted(p.glob("*.json"))
         if len(candidates) != 1:
             raise ConfigurationError(
-                f"report: {str(path)!r} is a directory with {len(candidates)} .json files; "
+                f"run summary {str(path)!r} is a folder with {len(candidates)} .json files; "
                 "give the run summary file itself (e.g. .../summary.json)"
             )
         p = candidates[0]
@@ -117,14 +121,169 @@ def load_summary(path: str | os.PathLike[str]) -> dict[str, Any]:
         data = read_summary(p)
     except FileNotFoundError:
         raise ConfigurationError(
-            f"report: run summary {str(path)!r} does not exist; give the path of a summary "
+            f"run summary {str(path)!r} does not exist; give the path of a summary "
             "JSON written by EnergyMonitor/EnergyTracker (summary_path=...)"
         ) from None
-    except (OSError, UnicodeDecodeError) as e:
-        why = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
-        raise ConfigurationError(f"report: cannot read {str(path)!r}: {why}") from e
+    except UnicodeDecodeError as e:
+        raise ConfigurationError(
+            f"run summary {str(path)!r}: not UTF-8 text ({e.reason} at byte {e.start}); "
+            "expected the JSON file EnergyMonitor/EnergyTracker wrote"
+        ) from None
+    except RecursionError:
+        raise ConfigurationError(
+            f"run summary {str(path)!r}: JSON nested too deeply to be a run summary"
+        ) from None
+    except OSError as e:
+        raise ConfigurationError(
+            f"run summary {str(path)!r}: cannot read: {e.strerror or e}"
+        ) from None
+    check_summary(data, str(path))
     data["_path"] = str(p)
     return data
+
+
+# --------------------------------------------------------------------------------------------
+# checking a summary read from a file against docs/summary-schema.md
+
+_NUMBER_FIELDS = ("joules", "seconds", "joules_per_sample", "joules_per_batch", "watts", "co2_g")
+_COUNT_FIELDS = ("samples", "batches")
+
+
+def _bad(where: str, field: str, value: Any, expected: str) -> ConfigurationError:
+    """The error for ``field`` holding ``value`` (shown as JSON: ``null``, ``"x"``, a list...)."""
+    if isinstance(value, (dict, list)):
+        got = "a list" if isinstance(value, list) else "an object"
+    else:
+        got = f"{json.dumps(value):.60}"
+    return ConfigurationError(f"run summary {where!r}: {field} is {got}; expected {expected}")
+
+
+_INT_LIMIT = 2**63  # counts and epoch indexes beyond a 64-bit integer are not a run's
+
+
+def _is_number(value: Any) -> bool:
+    """A JSON number that is a float without overflow (not a bool, not NaN or infinity)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    return abs(value) < _INT_LIMIT if isinstance(value, int) else math.isfinite(value)
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and abs(value) < _INT_LIMIT
+
+
+def _is_count(value: Any) -> bool:
+    return _is_int(value) and value >= 0
+
+
+def _check_fields(obj: Mapping[str, Any], where: str, field: str,
+                  spec: Mapping[str, tuple[Any, str]]) -> None:
+    """Each key of ``spec`` present in ``obj`` (and not null) passes its test."""
+    for key, (test, expected) in spec.items():
+        value = obj.get(key)
+        if value is not None and not test(value):
+            raise _bad(where, f"{field}.{key}" if field else key, value, expected)
+
+
+def _is_amount(value: Any) -> bool:
+    return _is_number(value) and value >= 0
+
+
+_RECORD_SPEC: dict[str, tuple[Any, str]] = {
+    **{k: (_is_amount, "a finite number >= 0 or null") for k in _NUMBER_FIELDS},
+    "active_joules": (_is_number, "a finite number or null"),  # negative near idle
+    **{k: (_is_count, "an integer in 0..2**63-1 or null") for k in _COUNT_FIELDS},
+    "estimated": (lambda v: isinstance(v, bool), "true or false"),
+    "joules_by_domain": (lambda v: isinstance(v, dict) and all(
+        x is None or _is_amount(x) for x in v.values()), "an object of domain -> joules or null"),
+}
+
+
+def _check_record(rec: Any, where: str, field: str) -> None:
+    if not isinstance(rec, dict):
+        raise _bad(where, field, rec, "a phase record (an object)")
+    _check_fields(rec, where, field, _RECORD_SPEC)
+
+
+def _check_totals(tot: Any, where: str, field: str) -> None:
+    """``totals``: ``phases`` (phase -> record), ``other`` and ``run`` (records or null)."""
+    if not isinstance(tot, dict):
+        raise _bad(where, field, tot, "an object with 'phases'")
+    phases = tot.get("phases")
+    if not isinstance(phases, dict):
+        raise _bad(where, f"{field}.phases", phases, "an object of phase -> record")
+    for name, rec in phases.items():
+        _check_record(rec, where, f"{field}.phases.{name}")
+    for key in ("other", "run"):
+        if tot.get(key) is not None:
+            _check_record(tot[key], where, f"{field}.{key}")
+
+
+def _check_list(data: Mapping[str, Any], key: str, where: str) -> list[Any]:
+    """``data[key]`` as a list of objects (missing or null: empty)."""
+    items = data.get(key)
+    if items is None:
+        return []
+    if not isinstance(items, list):
+        raise _bad(where, key, items, "a list of objects")
+    for i, item in enumerate(items):
+        if not isinstance(item, dict):
+            raise _bad(where, f"{key}[{i}]", item, "an object")
+    return items
+
+
+_TOP_SPEC: dict[str, tuple[Any, str]] = {
+    "run_name": (lambda v: isinstance(v, str), "a string or null"),
+    "status": (lambda v: isinstance(v, str), "a string"),
+    "estimated": (lambda v: isinstance(v, bool), "true or false"),
+    "epochs_completed": (_is_count, "an integer >= 0"),
+    "advice": (lambda v: isinstance(v, dict), "an object or null"),
+}
+_EPOCH_SPEC: dict[str, tuple[Any, str]] = {
+    "epoch": (_is_int, "an integer"),
+    "stage": (lambda v: isinstance(v, str), "a string"),
+    "stage_index": (_is_count, "an integer >= 0"),
+    "complete": (lambda v: isinstance(v, bool), "true or false"),
+}
+
+
+def check_summary(data: Mapping[str, Any], where: str = "summary") -> None:
+    """Check that a run summary read from a file has the shape ``docs/summary-schema.md`` gives:
+    a known ``schema_version``; ``epochs`` and ``stages`` lists of objects; every epoch's
+    ``phases`` and the ``totals`` objects of phase records; numbers finite or null, counts
+    non-negative integers or null. Missing numbers are unknown (null), not errors.
+
+    Args:
+        data: the parsed JSON.
+        where: the file name, for the message.
+
+    Raises:
+        ConfigurationError: naming the first field that does not fit, its value and what was
+            expected.
+    """
+    version: Any = data.get("schema_version")
+    if not _is_int(version) or not 1 <= version <= SCHEMA_VERSION:
+        raise _bad(where, "schema_version", version,
+                   f"1..{SCHEMA_VERSION} (this wattwise reads versions 1 to {SCHEMA_VERSION})")
+    _check_fields(data, where, "", _TOP_SPEC)
+    for i, meter in enumerate(_check_list(data, "meters", where)):
+        _check_fields(meter, where, f"meters[{i}]", {
+            "name": (lambda v: isinstance(v, str), "a string"),
+            "estimated": (lambda v: isinstance(v, bool), "true or false")})
+    for i, stage in enumerate(_check_list(data, "stages", where)):
+        _check_fields(stage, where, f"stages[{i}]", {
+            "stage": (lambda v: isinstance(v, str), "a string"),
+            "status": (lambda v: isinstance(v, str), "a string")})
+        if stage.get("totals") is not None:
+            _check_totals(stage["totals"], where, f"stages[{i}].totals")
+    for i, ep in enumerate(_check_list(data, "epochs", where)):
+        _check_fields(ep, where, f"epochs[{i}]", _EPOCH_SPEC)
+        phases = ep.get("phases")
+        if not isinstance(phases, dict):
+            raise _bad(where, f"epochs[{i}].phases", phases, "an object of phase -> record")
+        for name, rec in phases.items():
+            _check_record(rec, where, f"epochs[{i}].phases.{name}")
+    _check_totals(data.get("totals"), where, "totals")
 
 
 def run_label(summary: Mapping[str, Any], index: int = 0) -> str:
@@ -140,11 +299,21 @@ def run_label(summary: Mapping[str, Any], index: int = 0) -> str:
 
 
 def _num(value: Any) -> float | None:
-    if isinstance(value, bool) or value is None:
+    """``value`` as a finite float, else None (unknown: null, not a number, NaN, too large)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
-    if isinstance(value, (int, float)) and math.isfinite(float(value)):
-        return float(value)
-    return None
+    try:
+        v = float(value)
+    except OverflowError:
+        return None
+    return v if math.isfinite(v) else None
+
+
+def _ratio(num: float | None, den: float | None) -> float | None:
+    """``num / den`` when both are known, ``den`` is not 0 and the quotient is finite."""
+    if num is None or not den:
+        return None
+    return _num(num / den)
 
 
 def _int(value: Any) -> int | None:
@@ -183,11 +352,11 @@ def _row(
     seconds = _num(rec.get("seconds"))
     samples = _int(rec.get("samples"))
     jps = _num(rec.get("joules_per_sample"))
-    if jps is None and joules is not None and samples:
-        jps = joules / samples
+    if jps is None:
+        jps = _ratio(joules, samples)
     watts = _num(rec.get("watts"))
-    if watts is None and joules is not None and seconds:
-        watts = joules / seconds
+    if watts is None:
+        watts = _ratio(joules, seconds)
     estimated = rec.get("estimated")
     return ReportRow(
         run=run,
@@ -222,10 +391,11 @@ def report_rows(
     est = _summary_estimated(summary)
     labels = stage_labels(summary)
     rows: list[ReportRow] = []
-    epochs = summary.get("epochs") or []
+    epochs = summary.get("epochs")
     if isinstance(epochs, Mapping):
-        epochs = [dict(v, epoch=v.get("epoch", k)) for k, v in epochs.items()]
-    for i, ep in enumerate(epochs):
+        epochs = [dict(v, epoch=v.get("epoch", k)) for k, v in epochs.items()
+                  if isinstance(v, Mapping)]
+    for i, ep in enumerate(epochs if isinstance(epochs, list) else []):
         if not isinstance(ep, Mapping):
             continue
         epoch = _int(ep.get("epoch"))
@@ -384,7 +554,8 @@ def plot_runs(summaries: Sequence[Mapping[str, Any]], path: str | os.PathLike[st
         The path written.
 
     Raises:
-        ConfigurationError: matplotlib is not installed, or the file cannot be written.
+        ConfigurationError: matplotlib is not installed, the values cannot be drawn (an
+            overflow in matplotlib's axis maths, e.g. 1e308 J) or the file cannot be written.
     """
     try:
         import matplotlib
@@ -395,15 +566,23 @@ def plot_runs(summaries: Sequence[Mapping[str, Any]], path: str | os.PathLike[st
         raise ConfigurationError(
             'report --plot needs matplotlib: pip install "wattwise[plot]"'
         ) from e
+    import numpy as np
+
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.2))
-    phase_vals = _plot_energy_per_epoch(ax1, summaries)
-    _plot_joules_per_sample(ax2, phase_vals)
-    fig.tight_layout()
     out = Path(path)
     try:
-        fig.savefig(out, dpi=110)
-    except (OSError, ValueError) as e:
-        raise ConfigurationError(f"report: cannot write plot {str(path)!r}: {e}") from e
+        with np.errstate(over="raise"):  # 1e308 J: an overflow in the axis maths, not a warning
+            phase_vals = _plot_energy_per_epoch(ax1, summaries)
+            _plot_joules_per_sample(ax2, phase_vals)
+            fig.tight_layout()
+            fig.savefig(out, dpi=110)
+    except OSError as e:
+        raise ConfigurationError(
+            f"report: cannot write plot {str(path)!r}: {e.strerror or e}") from None
+    except (ArithmeticError, ValueError) as e:
+        raise ConfigurationError(
+            f"report: cannot draw plot {str(path)!r}: {e} (joules this large cannot be drawn; "
+            "check the run summaries, or use --csv)") from None
     finally:
         plt.close(fig)
     return out
@@ -426,7 +605,7 @@ def _plot_energy_per_epoch(ax: Any, summaries: Sequence[Mapping[str, Any]]) -> d
         for r in rows:  # training epochs only: a validate/test stage restarts at epoch 0
             if r.epoch is not None and r.joules is not None and r.stage.split("#")[0] == "fit":
                 per_epoch[r.epoch] = per_epoch.get(r.epoch, 0.0) + r.joules
-        xs = sorted(per_epoch)
+        xs = sorted(x for x, v in per_epoch.items() if math.isfinite(v))  # a sum may overflow
         ax.plot(xs, [per_epoch[x] for x in xs], marker="o",
                 linestyle="--" if est else "-", label=tag)
         phase_vals[tag] = {r.phase: r.joules_per_sample for r in rows if r.epoch is None}

@@ -36,21 +36,37 @@ __all__ = [
 
 
 def load_coefficients(path: str | os.PathLike[str]) -> Coefficients:
-    """Read a coefficients JSON file (written by ``wattwise fit`` or :func:`save_coefficients`)."""
+    """Read a coefficients JSON file (written by ``wattwise fit`` or :func:`save_coefficients`).
+
+    Raises:
+        ConfigurationError: the file cannot be read, is not UTF-8 JSON, or is not a
+            coefficients object (12 finite coefficients >= 0, ``hardware`` cpu or gpu); the
+            message names the file and what is wrong.
+    """
+    where = f"coefficients={str(path)!r}"
     try:
         with open(path, encoding="utf-8") as f:
             data = json.load(f)
     except OSError as e:
         raise ConfigurationError(
-            f"coefficients={str(path)!r}: cannot read ({e.strerror or e}); pass a file written by "
-            "`wattwise fit --out`"
-        ) from e
-    except json.JSONDecodeError as e:
-        raise ConfigurationError(f"coefficients={str(path)!r}: not JSON ({e})") from e
+            f"{where}: cannot read ({e.strerror or e}); pass a file written by `wattwise fit --out`"
+        ) from None
+    except UnicodeDecodeError as e:
+        raise ConfigurationError(
+            f"{where}: not UTF-8 text ({e.reason} at byte {e.start}); pass a JSON file written "
+            "by `wattwise fit --out`") from None
+    except (json.JSONDecodeError, RecursionError) as e:
+        why = "nested too deeply" if isinstance(e, RecursionError) else str(e)
+        raise ConfigurationError(f"{where}: not JSON ({why})") from None
+    if isinstance(data, dict):
+        for key, kind in (("fit_error", (int, float)), ("n_runs", int)):
+            v = data.get(key)
+            if v is not None and (isinstance(v, bool) or not isinstance(v, kind)):
+                raise ConfigurationError(f"{where}: {key}={v!r:.60} is not a number")
     try:
-        return Coefficients.from_json(data)
+        return Coefficients.from_json(data)  # checks the values: 12, finite, >= 0; cpu or gpu
     except ConfigurationError as e:
-        raise ConfigurationError(f"coefficients={str(path)!r}: {e}") from e
+        raise ConfigurationError(f"{where}: {e}") from None
 
 
 def save_coefficients(coefficients: Coefficients, path: str | os.PathLike[str]) -> Path:

@@ -13,24 +13,52 @@ import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from wattwise.meters.factory import METER_NAMES
 
 __all__ = [
+    "SEED_MAX",
     "CLIError",
+    "OneLineParser",
     "add_training_options",
     "add_subcommand",
     "check_int_range",
+    "check_output_file",
     "check_training_args",
     "make_out_dir",
     "meters_arg",
+    "seed_arg",
     "warnings_to_stderr",
 ]
+
+SEED_MAX = 2**32 - 1
+"""The largest ``--seed``: NumPy's and Lightning's seeds are unsigned 32-bit integers."""
 
 
 class CLIError(Exception):
     """A user error: printed as one line ``wattwise <cmd>: error: ...``, exit code 2."""
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """An ``ArgumentParser`` whose errors are one line on stderr (no usage block), exit code 2.
+
+    Subcommand parsers made with ``add_subparsers`` inherit the class.
+    """
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+
+
+def seed_arg(text: str) -> int:
+    """``--seed``: an integer in 0..2**32-1, checked while the arguments are parsed."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = None
+    if value is None or not 0 <= value <= SEED_MAX:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected an integer in 0..{SEED_MAX}")
+    return value
 
 
 def add_subcommand(
@@ -59,7 +87,8 @@ def add_training_options(p: argparse.ArgumentParser, prefix: str) -> None:
                         "(e.g. a container's mount point); implies --meters rapl unless given")
     p.add_argument("--out", default=None, metavar="DIR",
                    help=f"output folder (default ./wattwise_runs/{prefix}-<timestamp>)")
-    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--seed", type=seed_arg, default=0, metavar="S",
+                   help=f"random seed, 0..{SEED_MAX} (default 0)")
 
 
 def meters_arg(names: Sequence[str], rapl_root: str | None = None) -> Any:
@@ -106,6 +135,35 @@ def make_out_dir(out: str | None, prefix: str) -> Path:
     except OSError as e:
         raise CLIError(f"--out {str(path)!r}: cannot create the folder: {e.strerror or e}") from None
     return path
+
+
+def check_output_file(option: str, path: str, *, plot: bool = False) -> None:
+    """Fail at once, before any work, when ``path`` cannot be written: its folder is missing or
+    not a folder, or ``path`` is a folder; with ``plot``, also a file type matplotlib cannot
+    write (``.png``, ``.pdf``, ``.svg``, ...)."""
+    p = Path(path)
+    parent = p.parent
+    if p.is_dir():
+        raise CLIError(f"{option} {path!r}: is a folder; give a file name")
+    if not parent.is_dir():
+        why = "is not a folder" if parent.exists() else "does not exist"
+        raise CLIError(f"{option} {path!r}: the folder {str(parent)!r} {why}; create it first")
+    if plot:
+        suffix = p.suffix.lower().lstrip(".")
+        kinds = _plot_file_types()
+        if kinds and suffix not in kinds:
+            raise CLIError(f"{option} {path!r}: cannot draw a {suffix or 'suffix-less'!r} file; "
+                           f"give one of .{', .'.join(sorted(kinds))}")
+
+
+def _plot_file_types() -> set[str]:
+    """The file suffixes matplotlib can write; empty when matplotlib is missing (the command
+    that plots says so)."""
+    try:
+        from matplotlib.backend_bases import FigureCanvasBase
+    except ImportError:
+        return set()
+    return set(FigureCanvasBase.get_supported_filetypes())
 
 
 @contextmanager

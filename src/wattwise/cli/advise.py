@@ -7,7 +7,7 @@ import json
 import sys
 from typing import TYPE_CHECKING, Any
 
-from wattwise.cli._common import CLIError, add_subcommand, warnings_to_stderr
+from wattwise.cli._common import CLIError, add_subcommand, check_output_file, warnings_to_stderr
 
 if TYPE_CHECKING:
     from wattwise.model.curves import NtpCurve
@@ -68,16 +68,23 @@ def register(subparsers: Any) -> None:
     p.set_defaults(func=run)
 
 
+LIMITS = {"depth": 100, "size": 10**12, "inputs": 10**9, "outputs": 10**9,
+          "batch-size": 10**9, "samples": 10**15, "cache units": 10**6, "widths": 10**9}
+"""The largest value each integer option takes: beyond them the model's numbers mean nothing
+(and a depth of 10**8 would build a list of 10**8 layers)."""
+
+
 def _int(name: str, value: Any, minimum: int = 1) -> int | None:
-    """``--name`` as an int >= ``minimum`` (``_`` allowed as digit separator); None stays None."""
+    """``--name`` as an int in ``minimum..LIMITS[name]`` (``_`` allowed as digit separator);
+    None stays None."""
     if value is None:
         return None
     try:
         v = int(str(value).replace("_", ""))
     except ValueError:
         raise CLIError(f"--{name} {value!r}: expected an integer") from None
-    if v < minimum:
-        raise CLIError(f"--{name} {value!r}: must be >= {minimum}")
+    if not minimum <= v <= LIMITS[name]:
+        raise CLIError(f"--{name} {value!r}: expected an integer in {minimum}..{LIMITS[name]:_}")
     return v
 
 
@@ -105,9 +112,11 @@ def _network(args: argparse.Namespace) -> tuple[int, list[int], str | None, int 
         except ValueError:
             raise CLIError(f"--widths {args.widths!r}: expected comma-separated integers, "
                            "e.g. 784,512,512,10") from None
-        if len(ws) < 2 or min(ws) < 1:
-            raise CLIError(f"--widths {args.widths!r}: need the input width and at least one "
-                           "layer width, all >= 1, e.g. 784,512,10")
+        in_range = all(1 <= w <= LIMITS["widths"] for w in ws)
+        if not 2 <= len(ws) <= LIMITS["depth"] + 1 or not in_range:
+            raise CLIError(f"--widths {args.widths!r}: need the input width and 1 to "
+                           f"{LIMITS['depth']} layer widths, each in 1..{LIMITS['widths']:_}, "
+                           "e.g. 784,512,10")
         return ws[0], ws[1:], None, None
     if args.shape is None:
         raise CLIError("describe the network with --widths IN,W1,...,OUT or with --shape, "
@@ -157,6 +166,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.set_name not in ("b", "f"):
         raise CLIError(f"--set {args.set_name!r}: expected b or f")
+    if args.plot is not None:
+        check_output_file("--plot", args.plot, plot=True)
     n_in, widths, shape, depth = _network(args)
     batch = _int("batch-size", args.batch_size)
     samples = _int("samples", args.samples)

@@ -23,11 +23,12 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import math
 import sys
 from pathlib import Path
 from typing import Any
 
-from wattwise.cli._common import CLIError, add_subcommand
+from wattwise.cli._common import CLIError, add_subcommand, check_output_file
 
 EPILOG = """\
 examples:
@@ -72,14 +73,58 @@ class _Skip(Exception):
     pass
 
 
+_FEATURES = ("forward", "backward", "test_forward")
+
+
 def _phase(totals: dict[str, Any], name: str) -> dict[str, Any] | None:
     rec = (totals.get("phases") or {}).get(name)
     return rec if isinstance(rec, dict) else None
 
 
+def _shown(value: Any) -> str:
+    """A JSON value for a message: ``null``, ``"x"``, ``5``, ``a list``, ``an object``."""
+    if isinstance(value, (dict, list)):
+        return "a list" if isinstance(value, list) else "an object"
+    return f"{json.dumps(value):.60}"
+
+
+def _is_amount(value: Any) -> bool:
+    """A finite number >= 0 (not a bool)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    try:
+        return math.isfinite(float(value)) and value >= 0
+    except OverflowError:
+        return False
+
+
+def _advice_features(advice: dict[str, Any], name: str) -> tuple[list[tuple[float, ...]], str]:
+    """The stored per-pass features (forward, backward, test_forward) and hardware kind of a
+    summary's ``advice``; a CLIError naming the field when they are not 12 numbers >= 0 each."""
+    feats = advice["features"]
+    if not isinstance(feats, dict):
+        raise CLIError(f"{name!r}: advice.features is {_shown(feats)}; expected an object with "
+                       f"{', '.join(_FEATURES)} (the callbacks write it with advice=True)")
+    out = []
+    for key in _FEATURES:
+        v = feats.get(key)
+        if not (isinstance(v, list) and len(v) == 12 and all(_is_amount(x) for x in v)):
+            raise CLIError(f"{name!r}: advice.features.{key} is {_shown(v)}; expected a list "
+                           "of 12 numbers >= 0 (the callbacks write it with advice=True)")
+        out.append(tuple(float(x) for x in v))
+    hierarchy = advice.get("hierarchy")
+    kind = hierarchy.get("kind") if isinstance(hierarchy, dict) else None
+    if kind not in ("cpu", "gpu"):
+        raise CLIError(f"{name!r}: advice.hierarchy.kind is {_shown(kind)}; expected \"cpu\" "
+                       "or \"gpu\" (the hardware the features were computed on)")
+    return out, str(kind)
+
+
 def summary_row(summary: dict[str, Any], path: Path, hardware: str | None,
                 whole_run: bool = False) -> tuple[tuple[float, ...], float, str]:
-    """(features, measured joules, hardware kind) of one run summary; raises _Skip with why."""
+    """(features, measured joules, hardware kind) of one run summary (checked by
+    :func:`wattwise.report.load_summary`); raises _Skip with why, or CLIError for a malformed
+    ``advice`` or ``sweep.json``."""
     from wattwise.model.energy import PassFeatures, pass_features
 
     totals = summary.get("totals") or {}
@@ -90,16 +135,16 @@ def summary_row(summary: dict[str, Any], path: Path, hardware: str | None,
     h_t = float(train["batches"])
     h_e = float(sum(r.get("batches") or 0 for r in evals))
     advice = summary.get("advice")
-    if isinstance(advice, dict) and isinstance(advice.get("features"), dict):
-        feats = advice["features"]
-        f, b, t = (tuple(float(v) for v in feats[k]) for k in ("forward", "backward", "test_forward"))
-        kind = str((advice.get("hierarchy") or {}).get("kind"))
+    if isinstance(advice, dict) and "features" in advice:
+        (f, b, t), kind = _advice_features(advice, str(path))
     else:
         ws, h = _from_sweep_index(summary, path, hardware)
         pf: PassFeatures = pass_features(ws, h)
         f, b, t = pf.forward, pf.backward, pf.test_forward
         kind = h.kind
     row = [h_t * (fi + bi) + h_e * ti for fi, bi, ti in zip(f, b, t)]
+    if not all(math.isfinite(x) for x in row):
+        raise _Skip("its model features overflow (batches x features beyond a float)")
     if whole_run:
         run = totals.get("run") or {}
         joules = run.get("joules")
@@ -110,12 +155,41 @@ def summary_row(summary: dict[str, Any], path: Path, hardware: str | None,
             raise _Skip("joules unknown (null) for a phase")
         joules = sum(float(r["joules"]) for r in recs)
         row[0] = 0.0
-    if joules is None or not float(joules) > 0:
-        raise _Skip(f"measured joules {joules!r} not > 0")
+    if joules is None or not 0 < float(joules) < math.inf:
+        raise _Skip(f"measured joules {joules!r} not a finite number > 0")
     return tuple(row), float(joules), kind
 
 
+def _read_sweep_index(index_path: Path) -> dict[str, Any]:
+    """``sweep.json`` as a dict whose ``n_in``, ``batch_size`` (integers >= 1) and ``points``
+    (a list of objects) are checked; a CLIError naming the file and field otherwise."""
+    try:
+        index = json.loads(index_path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, RecursionError, json.JSONDecodeError) as e:
+        why = e.strerror if isinstance(e, OSError) and e.strerror else \
+            "nested too deeply" if isinstance(e, RecursionError) else str(e)
+        raise CLIError(f"{str(index_path)!r}: cannot read the sweep index: {why}") from None
+    if not isinstance(index, dict):
+        raise CLIError(f"{str(index_path)!r}: is {_shown(index)}; expected the sweep index "
+                       "object `wattwise sweep` writes")
+    for key in ("n_in", "batch_size"):
+        v = index.get(key)
+        if not _is_count(v, 1):
+            raise CLIError(f"{str(index_path)!r}: {key} is {_shown(v)}; expected an integer >= 1")
+    points = index.get("points")
+    if not isinstance(points, list) or not all(isinstance(p, dict) for p in points):
+        raise CLIError(f"{str(index_path)!r}: points is {_shown(points)}; expected a list of "
+                       "objects")
+    return index
+
+
+def _is_count(value: Any, minimum: int = 0) -> bool:
+    return (isinstance(value, int) and not isinstance(value, bool)
+            and minimum <= value <= 10**12)
+
+
 def _from_sweep_index(summary: dict[str, Any], path: Path, hardware: str | None) -> Any:
+    from wattwise.errors import ConfigurationError
     from wattwise.hardware import detect_hierarchy
     from wattwise.model.working_sets import mlp_working_sets
 
@@ -123,48 +197,82 @@ def _from_sweep_index(summary: dict[str, Any], path: Path, hardware: str | None)
     if not index_path.is_file():
         raise _Skip("no sizing advice in the summary and no sweep.json next to it "
                     "(train with advice=True so the callbacks store the model's working sets)")
-    index = json.loads(index_path.read_text(encoding="utf-8"))
-    point = next((p for p in index.get("points", []) if p.get("summary") == path.name), None)
+    index = _read_sweep_index(index_path)
+    point = next((p for p in index["points"] if p.get("summary") == path.name), None)
     if point is None:
         raise _Skip(f"{path.name!r} is not listed in {index_path}")
+    widths = point.get("widths")
+    if not (isinstance(widths, list) and widths and all(_is_count(w, 1) for w in widths)):
+        raise CLIError(f"{str(index_path)!r}: widths of {path.name!r} is {_shown(widths)}; "
+                       "expected a list of integers >= 1")
     fit_epochs = [e for e in summary.get("epochs") or [] if e.get("stage", "fit") == "fit"]
     epochs = max(1, int(summary.get("epochs_completed") or len(fit_epochs) or 1))
     train = _phase(summary.get("totals") or {}, "train") or {}
     n_obs = round((train.get("samples") or 0) / epochs) or None
-    ws = mlp_working_sets([int(w) for w in point["widths"]], int(index["n_in"]),
-                          int(index["batch_size"]), n_obs=n_obs)
+    try:
+        ws = mlp_working_sets(list(widths), index["n_in"], index["batch_size"], n_obs=n_obs)
+    except ConfigurationError as e:
+        raise CLIError(f"{str(index_path)!r}: {e}") from None
     h = detect_hierarchy(hardware or "auto")
     return ws, h
 
 
-def csv_rows(path: Path) -> list[tuple[tuple[float, ...], float, str, str]]:
+Row = tuple[tuple[float, ...], float, str, str]
+"""(features, measured joules, hardware kind cpu/gpu, label) of one run."""
+
+
+_CSV_LIMITS = {"depth": (2, 20, None), "size": (1, 10**9, None), "epochs": (1, 10**7, 3000)}
+"""Integer columns of a BUTTER-style CSV: (least, largest, default when empty or absent)."""
+
+
+def csv_rows(path: Path) -> list[Row]:
     """(features, joules, kind, label) per line of a BUTTER-style CSV."""
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            return _csv_rows(csv.DictReader(f), path)
+    except UnicodeDecodeError as e:
+        raise CLIError(f"{str(path)!r}: not UTF-8 text ({e.reason} at byte {e.start}); "
+                       "expected a BUTTER-style CSV") from None
+    except csv.Error as e:
+        raise CLIError(f"{str(path)!r}: not a readable CSV: {e}") from None
+    except OSError as e:
+        raise CLIError(f"{str(path)!r}: cannot read: {e.strerror or e}") from None
+
+
+def _csv_int(r: dict[str, Any], col: str) -> int:
+    lo, hi, default = _CSV_LIMITS[col]
+    text = (r.get(col) or "").strip()
+    if not text and default is not None:
+        return default
+    v = int(text)  # ValueError: reported with the line
+    if not lo <= v <= hi:
+        raise ValueError(f"{col} {v!r} is not in {lo}..{hi}")
+    return v
+
+
+def _csv_rows(reader: csv.DictReader[str], path: Path) -> list[Row]:
     from wattwise.errors import ConfigurationError
     from wattwise.model.butter_e import run_feature_row
 
+    need = {"dataset", "shape", "depth", "size", "is_gpu"}
+    cols = set(reader.fieldnames or ())
+    if not need <= cols or not ({"std_energy", "energy"} & cols):
+        raise CLIError(f"{str(path)!r}: a BUTTER-style CSV needs columns "
+                       f"{sorted(need)} and std_energy or energy; found {sorted(map(str, cols))}")
+    col = "std_energy" if "std_energy" in cols else "energy"
     out = []
-    with open(path, newline="", encoding="utf-8") as f:
-        reader = csv.DictReader(f)
-        need = {"dataset", "shape", "depth", "size", "is_gpu"}
-        cols = set(reader.fieldnames or ())
-        if not need <= cols or not ({"std_energy", "energy"} & cols):
-            raise CLIError(f"{str(path)!r}: a BUTTER-style CSV needs columns "
-                           f"{sorted(need)} and std_energy or energy; found {sorted(cols)}")
-        col = "std_energy" if "std_energy" in cols else "energy"
-        for i, r in enumerate(reader, start=2):
-            gpu = str(r["is_gpu"]).strip().lower() in ("1", "true", "yes")
-            kind = "gpu" if gpu else "cpu"
-            try:
-                row = run_feature_row(r["dataset"], r["shape"], int(r["depth"]), int(r["size"]),
-                                      kind, int(r.get("epochs") or 3000))
-                out.append((row, float(r[col]), kind, f"{path.name}:{i}"))
-            except (ConfigurationError, ValueError) as e:
-                raise CLIError(f"{str(path)!r} line {i}: {e}") from None
+    for i, r in enumerate(reader, start=2):
+        kind = "gpu" if str(r["is_gpu"]).strip().lower() in ("1", "true", "yes") else "cpu"
+        try:
+            joules = float(r[col] or "")
+            if not 0 < joules < math.inf:
+                raise ValueError(f"{col} {r[col]!r} is not a finite number of joules > 0")
+            row = run_feature_row(str(r["dataset"]), str(r["shape"]), _csv_int(r, "depth"),
+                                  _csv_int(r, "size"), kind, _csv_int(r, "epochs"))
+        except (ConfigurationError, ValueError) as e:
+            raise CLIError(f"{str(path)!r} line {i}: {e}") from None
+        out.append((row, joules, kind, f"{path.name}:{i}"))
     return out
-
-
-Row = tuple[tuple[float, ...], float, str, str]
-"""(features, measured joules, hardware kind cpu/gpu, label) of one run."""
 
 
 def run(args: argparse.Namespace) -> int:
@@ -174,7 +282,11 @@ def run(args: argparse.Namespace) -> int:
     try:
         folds = int(args.folds)
     except ValueError:
-        raise CLIError(f"--folds {args.folds!r}: expected an integer (0 = off)") from None
+        folds = -1
+    if folds != 0 and not 2 <= folds <= 1000:
+        raise CLIError(f"--folds {args.folds!r}: expected 0 (off) or an integer in 2..1000")
+    if args.out:
+        check_output_file("--out", args.out)
     rows, skipped = _collect_rows(args)
     for s in skipped:
         print(f"wattwise fit: skipped {s}", file=sys.stderr)

@@ -6,7 +6,7 @@ import argparse
 import sys
 from typing import Any
 
-from wattwise.cli._common import CLIError, add_subcommand
+from wattwise.cli._common import CLIError, add_subcommand, check_output_file
 
 EPILOG = """\
 examples:
@@ -42,6 +42,10 @@ def register(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     from wattwise.report import format_report, load_summary, report_rows, run_labels, write_csv
 
+    if args.csv not in (None, "-"):
+        check_output_file("--csv", args.csv)
+    if args.plot is not None:
+        check_output_file("--plot", args.plot, plot=True)
     summaries = [load_summary(p) for p in args.runs]
     if args.csv != "-":
         print(format_report(summaries))

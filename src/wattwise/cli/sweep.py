@@ -22,6 +22,7 @@ from wattwise.cli._common import (
     add_subcommand,
     add_training_options,
     check_int_range,
+    check_output_file,
     check_training_args,
     make_out_dir,
     meters_arg,
@@ -131,6 +132,8 @@ def run(args: argparse.Namespace) -> int:
     check_int_range("--depth", args.depth, 2, 20)
     sizes = target_sizes(args)
     meters = meters_arg(args.meters, args.rapl_root)
+    if args.plot is not None:  # before any training, not after all of it
+        check_output_file("--plot", args.plot, plot=True)
     out = make_out_dir(args.out, "sweep")
     data = load_digits(seed=args.seed)
     plan = []
@@ -278,8 +281,13 @@ def plot_sweep(index: dict[str, Any], path: Path, *, batch_size: int, n_samples:
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=8, loc="best")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    try:
+        fig.savefig(path, dpi=110)
+    except OSError as e:
+        raise CLIError(f"--plot {str(path)!r}: cannot write: {e.strerror or e} (the run "
+                       "summaries and sweep.json are written)") from None
+    finally:
+        plt.close(fig)
     return "; ".join(notes)
 
 

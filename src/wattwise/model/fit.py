@@ -74,6 +74,9 @@ def _validate(features: Sequence[Sequence[float]], measured: Sequence[float]) ->
     for i, row in enumerate(features):
         if len(row) != 12:
             raise ConfigurationError(f"fit: feature row {i} has {len(row)} entries, expected 12")
+        if not all(isinstance(x, (int, float)) and math.isfinite(x) for x in row):
+            raise ConfigurationError(f"fit: feature row {i} is {list(row)!r:.200}; expected 12 "
+                                     "finite numbers")
     for i, e in enumerate(measured):
         if not (isinstance(e, (int, float)) and e > 0 and math.isfinite(e)):
             raise ConfigurationError(
@@ -103,11 +106,34 @@ def fit_coefficients(
         underdetermined (it still returns one solution; its in-sample error says little).
     """
     import numpy as np
-    from scipy.optimize import least_squares, nnls
 
     _validate(features, measured_joules)
     X = np.asarray(features, dtype=float)
     E = np.asarray(measured_joules, dtype=float)
+    try:
+        with np.errstate(all="ignore"):  # an overflow shows as a non-finite result, below
+            k = _solve(X, E)
+    except (ValueError, ArithmeticError, np.linalg.LinAlgError) as e:
+        raise ConfigurationError(f"fit: the solver failed on these runs ({e}); check that the "
+                                 "features and joules are plausible") from None
+    if not np.all(np.isfinite(k)):
+        raise ConfigurationError("fit: no finite coefficients fit these runs (their features "
+                                 "or joules are too large or too small for the solver)")
+    free = [j for j in range(12) if np.any(X[:, j] != 0)]
+    pred = X @ k
+    ratios = pred / E
+    mae = float(np.mean(np.abs(ratios - 1)))
+    rms = float(np.sqrt(np.mean(np.log(np.maximum(ratios, 1e-300)) ** 2)))
+    coefs = Coefficients(tuple(float(v) for v in k), hardware, source, mae, len(E))
+    return FitResult(coefs, mae, rms, len(E), tuple(COEFFICIENT_NAMES[j] for j in free),
+                     tuple(float(r) for r in ratios))
+
+
+def _solve(X: Any, E: Any) -> Any:
+    """The 12 coefficients ``k >= 0`` minimising ``sum(log(X·k / E)²)`` (numpy arrays)."""
+    import numpy as np
+    from scipy.optimize import least_squares, nnls
+
     free = [j for j in range(12) if np.any(X[:, j] != 0)]
     Xf = X[:, free]
     # column scaling so every free coefficient is O(1)
@@ -129,13 +155,7 @@ def fit_coefficients(
                         xtol=1e-12, ftol=1e-12, gtol=1e-12, max_nfev=2000)
     k = np.zeros(12)
     k[free] = res.x * scale
-    pred = X @ k
-    ratios = pred / E
-    mae = float(np.mean(np.abs(ratios - 1)))
-    rms = float(np.sqrt(np.mean(np.log(np.maximum(ratios, 1e-300)) ** 2)))
-    coefs = Coefficients(tuple(float(v) for v in k), hardware, source, mae, len(E))
-    return FitResult(coefs, mae, rms, len(E), tuple(COEFFICIENT_NAMES[j] for j in free),
-                     tuple(float(r) for r in ratios))
+    return k
 
 
 def cross_validate(
