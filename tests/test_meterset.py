@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import threading
-import warnings
 from pathlib import Path
 
 import pytest
@@ -153,38 +152,6 @@ def test_estimate_alone_is_used() -> None:
     assert ms.deltas(periods) == [("estimate:node", 5.0)]
     ms.close()
     assert ms.excluded_joules is None and not ms.kept_out
-
-
-def test_counter_going_backwards_drops_the_meter_once() -> None:
-    """A counter that decreases drops its meter with one MeterWarning; info notes why and when."""
-    bad = FakeMeter(("gpu:0", "gpu:0-mem"), name="bad")
-    good = FakeMeter(("cpu:package-0",), name="good")
-    ms = MeterSet(TrackerConfig(meters=[bad, good]))
-    periods = ms.first_reading()
-    bad.advance(5.0)
-    assert sorted(ms.deltas(periods, epoch=2)) == [
-        ("cpu:package-0", 0.0), ("gpu:0", 5.0), ("gpu:0-mem", 5.0)]
-    bad.go_backwards(3.0)
-    good.advance(1.0)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        assert ms.deltas(periods, epoch=3) == [("cpu:package-0", 1.0)]
-        bad.advance(10.0)
-        good.advance(1.0)
-        assert ms.deltas(periods, epoch=3) == [("cpu:package-0", 1.0)]
-    meter_warnings = [w for w in caught if issubclass(w.category, MeterWarning)]
-    assert len(meter_warnings) == 1
-    assert "'bad'" in str(meter_warnings[0].message)
-    assert "backwards" in str(meter_warnings[0].message)
-    assert ms.active == [good]
-    dropped = next(i for i in ms.info if i["name"] == "bad")["dropped"]
-    assert set(dropped) == {"reason", "epoch", "after_s"}
-    assert "went backwards by 3 J" in dropped["reason"]
-    assert dropped["epoch"] == 3
-    assert isinstance(dropped["after_s"], float) and 0.0 <= dropped["after_s"] < 60.0
-    assert next(i for i in ms.info if i["name"] == "good")["dropped"] is None
-    ms.close()
-    assert not bad.closed  # an instance: dropped, but never closed by us
 
 
 def test_failing_read_drops_the_meter_and_keeps_the_rest() -> None:

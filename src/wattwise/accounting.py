@@ -9,7 +9,7 @@ open window, or ``other`` (time outside any window). So the windows of all phase
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,9 +27,14 @@ class Acc:
     """Running sums of one window or phase: joules per observed domain, seconds, counts.
 
     ``samples_unknown`` is True once a batch whose samples could not be counted was added.
+    ``unknown`` holds the domains whose counter had a fault (a reset, a stall: see
+    :mod:`wattwise.meters.faults`) in a reading of these sums: their joules here are not the
+    energy, so records say None for them. It carries over in :meth:`add`, so a phase total
+    is unknown for a domain unknown in any of its windows (a sum with a hole is not the
+    energy; the known windows keep their values in their own records).
     """
 
-    __slots__ = ("batches", "joules", "samples", "samples_unknown", "seconds")
+    __slots__ = ("batches", "joules", "samples", "samples_unknown", "seconds", "unknown")
 
     def __init__(self) -> None:
         self.joules: dict[str, float] = {}  # a domain is present once a delta was observed
@@ -37,6 +42,7 @@ class Acc:
         self.samples = 0
         self.batches = 0
         self.samples_unknown = False
+        self.unknown: set[str] = set()
 
     def add(self, other: Acc) -> Acc:
         for d, j in other.joules.items():
@@ -45,34 +51,46 @@ class Acc:
         self.samples += other.samples
         self.batches += other.batches
         self.samples_unknown |= other.samples_unknown
+        if other.unknown:
+            self.unknown |= other.unknown
         return self
 
     def copy(self) -> Acc:
         return Acc().add(self)
 
     def state(self) -> dict[str, Any]:
-        return {
+        """The sums as JSON-ready values; ``unknown`` (a sorted list) only when not empty."""
+        out: dict[str, Any] = {
             "joules": dict(self.joules),
             "seconds": self.seconds,
             "samples": None if self.samples_unknown else self.samples,
             "batches": self.batches,
         }
+        if self.unknown:
+            out["unknown"] = sorted(self.unknown)
+        return out
 
     @classmethod
     def from_state(cls, s: Mapping[str, Any]) -> Acc:
+        """The sums from :meth:`state` (a state without ``unknown`` has none)."""
         acc = cls()
         acc.joules = {str(d): float(j) for d, j in s["joules"].items()}
         acc.seconds, acc.batches = float(s["seconds"]), int(s["batches"])
         acc.samples_unknown = s["samples"] is None
         acc.samples = 0 if acc.samples_unknown else int(s["samples"])
+        unknown = s.get("unknown", [])
+        if not isinstance(unknown, list) or not all(isinstance(d, str) for d in unknown):
+            raise ValueError(f"'unknown' must be a list of domain names, got {unknown!r}")
+        acc.unknown = set(unknown)
         return acc
 
 
 @dataclass
 class RecordContext:
     """What turns sums into a :class:`PhaseRecord`: each domain's counter update period (a
-    domain that did not move in a window shorter than that is unknown, not 0 J), idle watts,
-    carbon intensity, and whether the joules are estimates."""
+    domain that did not move in a window shorter than that is unknown, not 0 J; a domain in
+    :attr:`Acc.unknown` is unknown too), idle watts, carbon intensity, and whether the joules
+    are estimates."""
 
     periods: dict[str, float] = field(default_factory=dict)
     idle_w: dict[str, float | None] = field(default_factory=dict)
@@ -82,9 +100,11 @@ class RecordContext:
 
     def domain_joules(self, acc: Acc) -> dict[str, float | None]:
         out: dict[str, float | None] = {}
+        unknown = acc.unknown
         for d, period in self.periods.items():
             j = acc.joules.get(d)
-            out[d] = None if j is None or (j == 0.0 and acc.seconds < period) else j
+            out[d] = (None if j is None or (j == 0.0 and acc.seconds < period)
+                      or (unknown and d in unknown) else j)
         return out
 
     def record(self, phase: str, epoch: int, acc: Acc) -> PhaseRecord:
@@ -170,9 +190,15 @@ class Ledger:
         self._step_index: dict[str, int] = {}
 
     # feeding ---------------------------------------------------------------------------------
-    def feed(self, deltas: Iterable[tuple[str, float]], t: float) -> None:
+    def feed(self, deltas: Iterable[tuple[str, float]], t: float,
+             unknown: Collection[str] | None = None) -> None:
         """Give counter deltas (domain, joules) and the time since the last feed to the
-        innermost open window, or to ``other``, and to the step window."""
+        innermost open window, or to ``other``, and to the step window.
+
+        Args:
+            unknown: domains whose counter had a fault in this reading: the window (and the
+                step window) is unknown for them, whatever else it was fed.
+        """
         acc = self.current if self.current is not None else self.other
         step = self._step.joules
         for d, j in deltas:
@@ -180,6 +206,9 @@ class Ledger:
             step[d] = step.get(d, 0.0) + j
         acc.seconds += t - self._t
         self._t = t
+        if unknown:
+            acc.unknown.update(unknown)
+            self._step.unknown.update(unknown)
 
     # windows ---------------------------------------------------------------------------------
     @property
@@ -305,9 +334,10 @@ class Ledger:
         stored in the record context so records get ``active_joules``."""
         s = self.other.seconds - before.seconds
         ctx = self.ctx
+        faulted = self.other.unknown - before.unknown
         for d, period in ctx.periods.items():
             j = self.other.joules.get(d)
-            j = None if j is None else j - before.joules.get(d, 0.0)
+            j = None if j is None or d in faulted else j - before.joules.get(d, 0.0)
             ctx.idle_w[d] = None if j is None or s <= 0 or (j == 0.0 and s < period) else j / s
         ctx.idle_measured = True
         known = [w for w in ctx.idle_w.values() if w is not None]

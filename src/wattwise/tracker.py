@@ -389,7 +389,7 @@ class EnergyTracker:
             return
         deltas = stage.meters.deltas(run.ctx.periods, stage.ledger.epoch)
         run.t = _monotonic()
-        stage.ledger.feed(deltas, run.t)
+        stage.ledger.feed(deltas, run.t, deltas.unknown)
 
     def _write(self, *, now: bool = False) -> None:
         """Rewrite the summary file: on this thread when ``now``, else in the background.

@@ -33,6 +33,11 @@ class Reading:
     estimated: bool = False
     approximate_domains: frozenset[str] = field(default_factory=frozenset)
     """Domains whose joules come from integrating sampled power (no energy counter)."""
+    faults: Mapping[str, str] = field(default_factory=dict)
+    """Domain -> what the meter itself saw go wrong with that counter since its previous read
+    (a reset its background reader caught, see :mod:`wattwise.meters.faults`). The domain's
+    joules are still cumulative and usable as the next baseline, but their movement since
+    the previous read is not energy: the reader counts that window as unknown."""
 
     @property
     def total_joules(self) -> float:
@@ -53,7 +58,9 @@ class Meter(abc.ABC):
         scope: ``"node"`` or ``"device"`` (see :data:`Scope`).
         estimated: True when this meter's numbers are estimates.
         update_period_s: how often the underlying counter updates, in seconds; windows
-            shorter than this can read 0 J and are never reported as 0 J.
+            shorter than this can read 0 J and are never reported as 0 J. A counter that
+            does not move for several periods is *stalled* (see
+            :mod:`wattwise.meters.faults`); 0.0 claims nothing, so no stall check.
     """
 
     name: str = "meter"
@@ -69,6 +76,20 @@ class Meter(abc.ABC):
     @abc.abstractmethod
     def read(self) -> Reading:
         """Return the joules accumulated per domain since the meter was opened."""
+
+    def max_power_w(self, domain: str) -> float | None:
+        """The most power ``domain``'s device can plausibly draw, in watts, or None (no check).
+
+        The plausibility check (:mod:`wattwise.meters.faults`) takes counter movement beyond
+        this power over the elapsed time (plus a slack) as a reset, not as energy. Hardware
+        counters return a generous bound (RAPL: the zone's power limits x a margin, else a
+        per-zone default; NVML: the enforced board power limit x a margin, else a default);
+        estimating meters and this base class return None.
+
+        Args:
+            domain: one of :attr:`domains`.
+        """
+        return None
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release files, libraries and threads. Idempotent."""

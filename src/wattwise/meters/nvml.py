@@ -39,6 +39,12 @@ _open_count = 0  # NvmlMeters currently holding an nvmlInit
 
 MIG_NOTE = "MIG: whole-board energy shared with other MIG instances"
 DEFAULT_UPDATE_PERIOD_S = 0.1
+#: A board's plausible maximum power is its enforced power limit
+#: (``nvmlDeviceGetEnforcedPowerLimit``) times this factor: boards briefly draw above it.
+POWER_LIMIT_MARGIN = 1.5
+#: The plausible maximum power of a board that reports no power limit, in watts: above any
+#: single GPU board (H100 SXM 700 W, B200 1000 W).
+DEFAULT_MAX_POWER_W = 2000.0
 
 
 def _import_pynvml() -> Any:
@@ -184,6 +190,7 @@ class _Board:
     mig_uuids: list[str] = field(default_factory=list)
     approximate: bool = False
     base_mj: int = 0
+    max_power_w: float = DEFAULT_MAX_POWER_W
     # power integration state (approximate boards only)
     last_t: float = 0.0
     last_power_w: float = 0.0
@@ -320,6 +327,8 @@ class NvmlMeter(Meter):
             )
         boards = self._group_boards(wanted, logical, handles, uuids, names)
         out = [b for b in boards if self._first_reading(b)]
+        for b in out:
+            b.max_power_w = self._board_max_power_w(b)
         if not out:
             raise self._unavailable(
                 "no selected GPU has an energy counter or a power reading: "
@@ -381,11 +390,26 @@ class NvmlMeter(Meter):
         b.last_t = time.monotonic()
         return True
 
+    def _board_max_power_w(self, b: _Board) -> float:
+        """The enforced power limit (mW) x :data:`POWER_LIMIT_MARGIN`, in watts, or
+        :data:`DEFAULT_MAX_POWER_W` when NVML has none."""
+        nv = self._nvml
+        try:
+            limit_mw = int(nv.nvmlDeviceGetEnforcedPowerLimit(b.handle))
+        except nv.NVMLError:
+            return DEFAULT_MAX_POWER_W
+        return limit_mw / 1000.0 * POWER_LIMIT_MARGIN if limit_mw > 0 else DEFAULT_MAX_POWER_W
+
     # reading ---------------------------------------------------------------------------
     @property
     def domains(self) -> tuple[str, ...]:
         """``gpu:<logical index>`` per measured board."""
         return self._domains
+
+    def max_power_w(self, domain: str) -> float | None:
+        """The board's enforced power limit x :data:`POWER_LIMIT_MARGIN`, in watts, else
+        :data:`DEFAULT_MAX_POWER_W`; None for an unknown domain."""
+        return next((b.max_power_w for b in self._boards if b.domain == domain), None)
 
     def _sample_power_locked(self, now: float) -> None:
         nv = self._nvml
@@ -507,6 +531,7 @@ class NvmlMeter(Meter):
                 }
                 for b in self._boards
             ],
+            max_power_w={b.domain: b.max_power_w for b in self._boards},
             approximate_domains=sorted(self._approx),
             driver_version=self.driver_version,
             library_path=self._library_path,

@@ -14,7 +14,7 @@ from typing import Any
 
 from wattwise.errors import MeterReadError, MeterUnavailableError
 from wattwise.meters.base import Meter, Reading
-from wattwise.meters.rapl import RAPL_PERMISSION_HELP
+from wattwise.meters.rapl import DEFAULT_MAX_POWER_W, RAPL_PERMISSION_HELP
 
 __all__ = ["PyRaplMeter"]
 
@@ -101,6 +101,14 @@ class PyRaplMeter(Meter):
     def domains(self) -> tuple[str, ...]:
         """``cpu:package-N`` and ``cpu:dram-N`` per socket."""
         return self._domains
+
+    def max_power_w(self, domain: str) -> float | None:
+        """RaplMeter's default for the zone kind (1000 W package, 500 W dram); pyRAPL does
+        not read the zones' power limits."""
+        if domain not in self._domains:
+            return None
+        kind = domain.split(":", 1)[1].rsplit("-", 1)[0]
+        return DEFAULT_MAX_POWER_W.get(kind)
 
     def read(self) -> Reading:
         """Joules per domain since the meter was opened (one pyRAPL ``end()``)."""

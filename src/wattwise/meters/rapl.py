@@ -8,6 +8,13 @@ are already inside ``package-N``) are never counted. AMD Zen CPUs expose the sam
 The counters (``energy_uj``, µJ) wrap at ``max_energy_range_uj``. A daemon thread reads
 them often enough (a quarter of the shortest wrap time at a generous maximum power) that
 every wrap is seen, so gaps between :meth:`RaplMeter.read` calls may be arbitrarily long.
+
+A decrease is a wrap only when the unwrapped movement is plausible: at most the zone's
+:meth:`RaplMeter.max_power_w` over the time since the previous sample (see
+:func:`wattwise.meters.faults.max_joules`). A counter set back to 0 after 2 J would unwrap to
+~262 kJ in a fraction of a second: that is a *reset* (a driver reload), so the sample is not
+counted, the counter is re-based, and the next :class:`~wattwise.meters.Reading` names the
+domain in ``faults``. An upward jump beyond the same bound is treated the same way.
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ from pathlib import Path
 from wattwise.errors import ConfigurationError, MeterReadError, MeterUnavailableError
 from wattwise.meters._poller import Poller
 from wattwise.meters.base import Meter, Reading, check_seconds
+from wattwise.meters.faults import max_joules
 
 __all__ = ["RAPL_PERMISSION_HELP", "RaplMeter"]
 
@@ -31,10 +39,21 @@ _ZONE_RE = re.compile(r"^intel-rapl:(\d+)$")
 _SUBZONE_RE = re.compile(r"^intel-rapl:(\d+):(\d+)$")
 _PACKAGE_RE = re.compile(r"^package-(\d+)$")
 
-#: A generous upper bound on the power of one RAPL zone, in watts, used only to choose the
+#: A generous upper bound on the power of one RAPL zone, in watts, used to choose the
 #: background poll interval (the wrap period at this power, divided by 4).
 MAX_ZONE_POWER_W = 1000.0
+#: The most power a zone is taken to draw when it publishes no power limit, in watts, by the
+#: zone's ``name``: above the largest server parts (500 W TDP packages; 24 DDR5 DIMMs draw
+#: ~360 W). Other names get :data:`MAX_ZONE_POWER_W`.
+DEFAULT_MAX_POWER_W = {"package": 1000.0, "dram": 500.0, "psys": 1000.0, "core": 1000.0,
+                       "uncore": 500.0}
+#: A zone's published limits (``constraint_*_max_power_uw``: the most each power limit may be
+#: set to) times this factor is its plausible maximum: short bursts (PL2, PL4) run above the
+#: long-term limit.
+LIMIT_MARGIN = 2.0
 _MIN_AUTO_POLL_S = 0.005
+#: How often RAPL counters update, in seconds (about every millisecond).
+UPDATE_PERIOD_S = 0.001
 _MAX_AUTO_POLL_S = 60.0
 
 RAPL_PERMISSION_HELP = (
@@ -66,27 +85,60 @@ def _pread_int(fd: int) -> int:
     return int(os.pread(fd, 32, 0))
 
 
+def zone_max_power_w(folder: Path, kind: str) -> float:
+    """A zone's plausible maximum power, in watts: the largest of its
+    ``constraint_*_max_power_uw`` files times :data:`LIMIT_MARGIN`, else the default for its
+    kind (:data:`DEFAULT_MAX_POWER_W`)."""
+    limits_uw: list[int] = []
+    for f in folder.glob("constraint_*_max_power_uw"):
+        text = _read_text(f)
+        if text is not None and text.isdigit() and int(text) > 0:
+            limits_uw.append(int(text))
+    if limits_uw:
+        return max(limits_uw) / 1e6 * LIMIT_MARGIN
+    return DEFAULT_MAX_POWER_W.get(kind, MAX_ZONE_POWER_W)
+
+
 class _Zone:
     """One counter: a held file descriptor plus its unwrapping state (guarded by the meter lock)."""
 
-    __slots__ = ("domain", "fd", "last_uj", "max_range_uj", "path", "total_uj", "wraps")
+    __slots__ = ("domain", "fault", "fd", "last_s", "last_uj", "max_power_w", "max_range_uj",
+                 "path", "resets", "total_uj", "wraps")
 
-    def __init__(self, domain: str, path: Path, fd: int, max_range_uj: int, first_uj: int) -> None:
+    def __init__(self, domain: str, path: Path, fd: int, max_range_uj: int, first_uj: int,
+                 max_power_w: float) -> None:
         self.domain = domain
         self.path = path
         self.fd = fd
         self.max_range_uj = max_range_uj
+        self.max_power_w = max_power_w
         self.last_uj = first_uj
+        self.last_s = time.monotonic()
         self.total_uj = 0
         self.wraps = 0
+        self.resets = 0
+        self.fault: str | None = None  # a reset seen since the last read(), for its Reading
 
-    def update(self, raw_uj: int) -> None:
+    def update(self, raw_uj: int, now_s: float) -> None:
         delta_uj = raw_uj - self.last_uj
-        if delta_uj < 0:  # one wrap (the poll thread makes sure there is at most one)
+        wrapped = delta_uj < 0
+        if wrapped:  # one wrap (the poll thread makes sure there is at most one) ...
             delta_uj += self.max_range_uj
-            self.wraps += 1
-        self.total_uj += delta_uj
+        elapsed_s = now_s - self.last_s
+        if delta_uj > max_joules(self.max_power_w, elapsed_s, UPDATE_PERIOD_S) * 1e6:
+            # ... unless that is more than the zone can draw: a reset, not energy
+            self.resets += 1
+            if self.fault is None:
+                how = (f"fell from {self.last_uj} to {raw_uj} µJ (as a wrap: "
+                       if wrapped else f"jumped from {self.last_uj} to {raw_uj} µJ (")
+                self.fault = (
+                    f"RAPL counter {how}{delta_uj / 1e6:.6g} J in {elapsed_s:.3g} s, more than "
+                    f"{self.max_power_w:.6g} W can give)")
+        else:
+            self.total_uj += delta_uj
+            self.wraps += wrapped
         self.last_uj = raw_uj
+        self.last_s = now_s
 
 
 def _close_fds(fds: list[int], stop: threading.Event) -> None:
@@ -131,7 +183,7 @@ class RaplMeter(Meter):
     name = "rapl"
     scope = "node"
     estimated = False
-    update_period_s = 0.001
+    update_period_s = UPDATE_PERIOD_S
 
     def __init__(
         self,
@@ -165,6 +217,7 @@ class RaplMeter(Meter):
             self._finalizer()
             raise
         self._domains = tuple(z.domain for z in self._zones)
+        self._max_power = {z.domain: z.max_power_w for z in self._zones}
         if poll_interval_s is None:
             min_range_j = min(z.max_range_uj for z in self._zones) / 1e6
             poll_interval_s = min(
@@ -276,7 +329,10 @@ class RaplMeter(Meter):
                     f"{str(range_path)!r} says {max_range_uj!r}; expected a positive number of "
                     "microjoules. Fix: check the powercap driver, or use another meter."
                 )
-            zones.append(_Zone(domain, folder, fd, max_range_uj, first_uj))
+            kind = _read_text(folder / "name") or ""
+            kind = "package" if kind.startswith("package-") else kind
+            zones.append(_Zone(domain, folder, fd, max_range_uj, first_uj,
+                               zone_max_power_w(folder, kind)))
         return zones
 
     # reading ---------------------------------------------------------------------------
@@ -284,6 +340,12 @@ class RaplMeter(Meter):
     def domains(self) -> tuple[str, ...]:
         """``cpu:package-N``, ``cpu:dram-N`` (when present), ``cpu:psys`` (opt-in)."""
         return self._domains
+
+    def max_power_w(self, domain: str) -> float | None:
+        """The zone's plausible maximum power, in watts: its largest
+        ``constraint_*_max_power_uw`` x :data:`LIMIT_MARGIN`, else
+        :data:`DEFAULT_MAX_POWER_W` for its kind; None for an unknown domain."""
+        return self._max_power.get(domain)
 
     def _sample_locked(self) -> None:
         for z in self._zones:
@@ -293,7 +355,7 @@ class RaplMeter(Meter):
                 raise MeterReadError(
                     f"RaplMeter: cannot read {str(z.path / 'energy_uj')!r}: {e}"
                 ) from e
-            z.update(raw_uj)
+            z.update(raw_uj, time.monotonic())
 
     def _poll(self) -> None:
         """Read every counter once and accumulate (the background thread's work)."""
@@ -324,13 +386,23 @@ class RaplMeter(Meter):
             self._sample_locked()
             t = time.monotonic()
             joules = {z.domain: z.total_uj / 1e6 for z in self._zones}
-        return Reading(joules=joules, time_s=t, estimated=False)
+            faults = {z.domain: z.fault for z in self._zones if z.fault is not None}
+            if faults:
+                for z in self._zones:
+                    z.fault = None
+        return Reading(joules=joules, time_s=t, estimated=False, faults=faults)
 
     @property
     def wraps(self) -> dict[str, int]:
         """Counter wraps seen so far, per domain."""
         with self._lock:
             return {z.domain: z.wraps for z in self._zones}
+
+    @property
+    def resets(self) -> dict[str, int]:
+        """Counter resets (decreases or jumps too large to be energy) seen so far, per domain."""
+        with self._lock:
+            return {z.domain: z.resets for z in self._zones}
 
     def close(self) -> None:
         """Stop the poll thread and close the counter files. Idempotent."""
@@ -343,12 +415,14 @@ class RaplMeter(Meter):
             self._finalizer()
 
     def describe(self) -> dict[str, object]:
-        """Name, domains, zone folders, wrap ranges (joules), poll interval and notes."""
+        """Name, domains, zone folders, wrap ranges (joules), plausible maximum power per
+        domain (watts), poll interval and notes."""
         d = super().describe()
         d.update(
             root=str(self._root),
             zones={z.domain: str(z.path) for z in self._zones},
             max_energy_range_joules={z.domain: z.max_range_uj / 1e6 for z in self._zones},
+            max_power_w=dict(self._max_power),
             poll_interval_s=self.poll_interval_s,
             notes=[
                 "node-wide counters: read them on one process per node",

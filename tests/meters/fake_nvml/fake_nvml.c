@@ -14,6 +14,10 @@
  *   dev<i>.energy_error=<code>  e.g. 3 = NVML_ERROR_NOT_SUPPORTED (pre-Volta), 15 = GPU lost
  *   dev<i>.power_mw=<u32>   power, milliwatts
  *   dev<i>.power_error=<code>
+ *   dev<i>.power_limit_mw=<u32>  enforced power limit, milliwatts (0 or unset: Not Supported)
+ *   dev<i>.power_limit_error=<code>
+ *
+ * A counter reset (a driver reload) is scripted by writing a lower dev<i>.energy_mj.
  *   mig<j>.uuid=MIG-...     a MIG instance (handle by UUID only) ...
  *   mig<j>.parent=<i>       ... of physical GPU i
  *
@@ -52,6 +56,8 @@ struct dev_state {
     int energy_error;
     unsigned int power_mw;
     int power_error;
+    unsigned int power_limit_mw;
+    int power_limit_error;
     int parent; /* MIG only */
 };
 
@@ -93,6 +99,9 @@ static void apply(const char *key, const char *val) {
         else if (!strcmp(field, "energy_error")) d->energy_error = atoi(val);
         else if (!strcmp(field, "power_mw")) d->power_mw = (unsigned int)strtoul(val, NULL, 10);
         else if (!strcmp(field, "power_error")) d->power_error = atoi(val);
+        else if (!strcmp(field, "power_limit_mw"))
+            d->power_limit_mw = (unsigned int)strtoul(val, NULL, 10);
+        else if (!strcmp(field, "power_limit_error")) d->power_limit_error = atoi(val);
     } else if (sscanf(key, "mig%d.%63s", &i, field) == 2 && i >= 0 && i < MAXDEV) {
         if (i + 1 > nmig) nmig = i + 1;
         if (!strcmp(field, "uuid")) snprintf(migs[i].uuid, sizeof migs[i].uuid, "%s", val);
@@ -255,5 +264,16 @@ nvmlReturn_t nvmlDeviceGetPowerUsage(nvmlDevice_t h, unsigned int *power_mw) {
     if (h->mig) LEAVE(NVML_ERROR_NOT_SUPPORTED);
     if (d->power_error) LEAVE(d->power_error);
     *power_mw = d->power_mw;
+    LEAVE(NVML_SUCCESS);
+}
+
+nvmlReturn_t nvmlDeviceGetEnforcedPowerLimit(nvmlDevice_t h, unsigned int *limit_mw) {
+    ENTER;
+    struct dev_state *d = state_of(h);
+    if (!d) LEAVE(NVML_ERROR_INVALID_ARGUMENT);
+    if (h->mig) LEAVE(NVML_ERROR_NOT_SUPPORTED);
+    if (d->power_limit_error) LEAVE(d->power_limit_error);
+    if (!d->power_limit_mw) LEAVE(NVML_ERROR_NOT_SUPPORTED);
+    *limit_mw = d->power_limit_mw;
     LEAVE(NVML_SUCCESS);
 }
