@@ -420,3 +420,6 @@ def test_demo_on_a_frozen_rapl_tree_says_stalled_and_reports_no_watts(tmp_path: 
         for phase in epoch["phases"].values():
             assert phase["joules"] is None and phase["watts"] is None
     assert summary["meters"][0]["faults"]["cpu:package-0"]["stalled"] >= 1
+    # the run table says why the numbers are missing, under the meter
+    assert any("cpu:package-0: STALLED x" in ln and "never 0 J" in ln
+               for ln in proc.stdout.splitlines()), proc.stdout[-3000:]

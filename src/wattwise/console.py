@@ -191,6 +191,21 @@ def _title(summary: Mapping[str, Any]) -> str:
     return title
 
 
+def _fault_lines(meter: Mapping[str, Any]) -> list[str]:
+    """One line per faulted domain of a hardware counter: which faults, how many windows they
+    left unknown, and whether the domain was dropped."""
+    faults = meter.get("faults")
+    dropped = meter.get("dropped_domains")
+    out = []
+    for domain, kinds in (faults.items() if isinstance(faults, Mapping) else ()):
+        if not isinstance(kinds, Mapping) or not kinds:
+            continue
+        what = ", ".join(f"{str(k).upper()} x{v}" for k, v in kinds.items())
+        end = " - domain DROPPED" if isinstance(dropped, Mapping) and domain in dropped else ""
+        out.append(f"    {domain}: {what} (those windows are unknown, never 0 J){end}")
+    return out
+
+
 def _meters(summary: Mapping[str, Any]) -> list[Mapping[str, Any]]:
     return [m for m in summary.get("meters") or [] if isinstance(m, Mapping)]
 
@@ -220,6 +235,7 @@ def _footer(summary: Mapping[str, Any]) -> list[str]:
         if m.get("dropped"):
             line += f" - DROPPED: {m['dropped'].get('reason')} (its energy up to then is kept)"
         lines.append(line)
+        lines += _fault_lines(m)
     excluded = summary.get("excluded_estimates")
     if isinstance(excluded, Mapping) and excluded.get("joules_by_domain"):
         est = sum(float(v) for v in excluded["joules_by_domain"].values())
