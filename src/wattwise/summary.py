@@ -317,21 +317,18 @@ class SummaryFile:
     def _run(self) -> None:
         while True:
             with self._cond:
-                self._idle = True
-                while self._pending is None and not self._closed:
-                    self._cond.wait()
-                self._idle = False
-                # coalesce: wait out the interval since the last write (new submits replace
-                # the pending snapshot meanwhile); close() and write_now() end the wait
-                while self._pending is not None and not self._closed:
+                # wait for a job and for the interval since the last write to pass; new submits
+                # replace the pending snapshot meanwhile. Only a writer idle past its interval
+                # is woken by submit(), so epochs shorter than the interval wake it never
+                while True:
                     rest = self._last_write + self.min_interval_s - time.monotonic()
-                    if rest <= 0:
+                    if self._pending is not None and (rest <= 0 or self._closed):
                         break
-                    self._cond.wait(rest)
-                if self._pending is None:
-                    if self._closed:
+                    if self._pending is None and self._closed:
                         return
-                    continue
+                    self._idle = self._pending is None and rest <= 0
+                    self._cond.wait(None if self._idle else rest)
+                self._idle = False
                 job, self._pending, self._busy = self._pending, None, True
             try:
                 self._write(job)

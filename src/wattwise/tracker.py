@@ -133,6 +133,7 @@ class EnergyTracker:
         self._restore: dict[str, Any] | None = None  # from load_state_dict, for the next fit
         self._steps = 0  # batches since the last step-level reading
         self._every = config.log_every_n_steps  # (read on every batch)
+        self._min_window_s = config.min_window_s
         self._last_summary: dict[str, Any] | None = None
 
     # runs and stages -----------------------------------------------------------------------
@@ -315,8 +316,7 @@ class EnergyTracker:
         :func:`wattwise.samples.count_samples`; a batch it cannot count makes the phase's
         samples unknown, with one warning. The per-batch hot path of the callbacks."""
         ledger = self._ledger
-        acc = None if ledger is None else ledger.current
-        if acc is None:
+        if ledger is None or (acc := ledger.current) is None:
             return None
         n = count_samples(batch, batch_size_fn)
         if n is None:
@@ -332,7 +332,9 @@ class EnergyTracker:
         if self._every is None:
             return None
         self._steps += 1
-        return self.step_reading() if self._steps >= self._every else None
+        if self._steps < self._every or _monotonic() - ledger.step_started_s < self._min_window_s:
+            return None  # no reading due (checked here: this runs on every batch)
+        return self.step_reading()
 
     @guarded("a step-level reading")
     def step_reading(self) -> StepRecord | None:
