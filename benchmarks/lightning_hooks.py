@@ -55,10 +55,8 @@ def main(argv: list[str] | None = None) -> int:
             return torch.optim.SGD(self.parameters(), lr=0.01)
 
     # the callback's hooks, and (tracker.*) what they call on the EnergyTracker
-    parts = ["on_train_epoch_start", "on_train_batch_start", "on_train_batch_end",
-             "on_train_epoch_end", "_log_record", "on_validation_epoch_start",
-             "on_validation_epoch_end", "tracker.count_batch", "tracker.start_window",
-             "tracker.end_window", "tracker.end_epoch", "tracker._write"]
+    parts = ["on_train_epoch_start", "on_train_batch_end", "on_train_epoch_end", "_log_record",
+             "tracker.count_batch", "tracker.start_window", "tracker.end_epoch", "tracker._write"]
     calls: dict[str, list[tuple[int, float]]] = collections.defaultdict(list)
     epoch = [0]
 

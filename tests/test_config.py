@@ -29,6 +29,9 @@ from wattwise.testing import FakeMeter
         ({"min_window_s": "1"}, "min_window_s='1'"),
         ({"idle_baseline_s": -0.5}, "idle_baseline_s=-0.5"),
         ({"idle_baseline_s": float("inf")}, "idle_baseline_s=inf"),
+        ({"idle_baseline_s": 1e12}, "idle_baseline_s=1000000000000.0"),  # was an OverflowError
+        ({"idle_baseline_s": 1e7}, "idle_baseline_s=10000000.0"),  # used to hang
+        ({"country_iso_code": "ZZZ"}, "country_iso_code='ZZZ'"),
         ({"carbon_intensity_g_per_kwh": 300.0, "country_iso_code": "FRA"},
          "carbon_intensity_g_per_kwh=300.0, country_iso_code='FRA'"),
         ({"carbon_intensity_g_per_kwh": float("nan")}, "carbon_intensity_g_per_kwh=nan"),

@@ -113,7 +113,7 @@ class TrackerConfig:
         set_(self, "idle_baseline_s", _seconds(o, "idle_baseline_s", self.idle_baseline_s))
         if self.idle_baseline_s > MAX_IDLE_BASELINE_S:
             raise ConfigurationError(
-                f"{o}(idle_baseline_s={self.idle_baseline_s!r}): at most "
+                f"{o}(idle_baseline_s={self.idle_baseline_s!r}): expected at most "
                 f"{MAX_IDLE_BASELINE_S:g} s (the run waits that long at its start); a few "
                 "seconds are enough, e.g. idle_baseline_s=5.0")
         path: Any = self.summary_path
@@ -243,8 +243,8 @@ def carbon_of_country(code: str, owner: str = "EnergyTracker") -> float:
         examples = ", ".join(repr(c) for c in ("FRA", "DEU", "USA") if c in data)
         raise ConfigurationError(
             f"{owner}(country_iso_code={code!r}): not a country in codecarbon's offline data "
-            f"({len(data)} countries, e.g. {examples}); use an ISO 3166 alpha-3 code or pass "
-            "carbon_intensity_g_per_kwh=<g per kWh>"
+            f"({len(data)} countries); expected an ISO 3166 alpha-3 code such as {examples}, "
+            "or pass carbon_intensity_g_per_kwh=<g per kWh>"
         )
     return float(value)
 
