@@ -6,6 +6,7 @@ The tracker owns one ``Run`` at a time and drives it; a ``Run`` knows how to des
 
 from __future__ import annotations
 
+import logging
 import os
 import platform
 from datetime import datetime, timezone
@@ -104,6 +105,14 @@ class Run:
         head["meters"] = head["meters"] + [
             m for m in stage.meters.info if (m["name"], tuple(m["domains"])) not in known]
         head["unavailable_meters"] = {**head["unavailable_meters"], **stage.meters.unavailable}
+
+    def try_advice(self, check: Any, *args: Any) -> None:
+        """Run the sizing check once; its failure leaves the advice null (logged at INFO)."""
+        self.advice_tried = True
+        try:
+            check(*args)
+        except Exception as e:  # noqa: BLE001 - the advice never breaks training
+            logging.getLogger("wattwise").info("%s: no sizing advice: %r", self.config.owner, e)
 
     def close(self) -> None:
         """No stage will be added: stop the summary writer."""

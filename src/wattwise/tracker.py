@@ -1,17 +1,5 @@
 """``EnergyTracker``: the one owner of run state, framework-neutral. Callbacks compose it.
 
-Call sequence (a plain training loop; the callbacks make the same calls from their hooks)::
-
-    tracker = EnergyTracker(meters="auto", summary_path="runs/x.json")   # validates only
-    with tracker:                                       # start(): meters, first reading, summary
-        for epoch in ...:
-            tracker.start_window("train", epoch)        # reads meters once
-            for batch in ...:
-                tracker.add_batch(samples=len(batch))  # no meter read, just counts
-            tracker.end_window()                        # reads meters once -> PhaseRecord
-            tracker.end_epoch()                         # -> EpochRecord, summary rewritten
-    # leaving the block: finish("completed"), or "failed"/"interrupted" on an exception
-
 **Runs and stages.** A run is one summary file. It holds the stages (``fit``, ``validate``,
 ``test``, ``predict``) begun on this tracker, each with its own epochs: ``test`` after ``fit``
 appends a stage. A ``fit`` begun when the run already has one starts a new run (its file gets
@@ -29,7 +17,6 @@ Accounting: :mod:`wattwise.accounting`; summary: :mod:`wattwise.summary`; meters
 from __future__ import annotations
 
 import dataclasses
-import logging
 import os
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -499,11 +486,7 @@ class EnergyTracker:
     def check_advice(self, check: Callable[..., Any], *args: Any) -> None:
         """Run the sizing check ``check(*args)`` once per run; its failure leaves the advice
         null (logged at INFO), never stops training nor measurement."""
-        self._require_run("check_advice()").advice_tried = True
-        try:
-            check(*args)
-        except Exception as e:  # noqa: BLE001 - the advice never breaks training
-            logging.getLogger("wattwise").info("%s: no sizing advice: %r", self.config.owner, e)
+        self._require_run("check_advice()").try_advice(check, *args)
 
     def guard(self, what: str, fn: Callable[..., Any], *args: Any) -> Any:
         """``fn(*args)`` for adapter code around the tracker calls (run even after a failure,
