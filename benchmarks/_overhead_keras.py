@@ -31,6 +31,7 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     import keras
     import numpy as np
+    from _timing import timed
 
     from wattwise.keras import EnergyMonitor, _StepEnergyMonitor
     from wattwise.testing import FakeMeter
@@ -39,24 +40,13 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
     hooks = ("on_train_begin", "on_epoch_begin", "on_epoch_end", "on_test_begin", "on_test_end",
              "on_train_end", "on_train_batch_end")
 
-    def _timed(base: type, name: str) -> Any:
-        def hook(self: Any, *a: Any, **k: Any) -> Any:
-            t0 = time.perf_counter()
-            try:
-                return getattr(base, name)(self, *a, **k)
-            finally:
-                self.hook_time_s += time.perf_counter() - t0
-        return hook
-
-    def timed(base: type) -> type:
+    def timed_own(base: type) -> type:
         # only the hooks the class itself defines: timing an inherited no-op batch hook would
         # make Keras dispatch batch callbacks synchronously, which EnergyMonitor() avoids
-        mine = [h for h in hooks if any(h in vars(c) for c in base.__mro__
-                                        if c.__module__.startswith("wattwise"))]
-        return type(f"Timed{base.__name__}", (base,),
-                    {"hook_time_s": 0.0, **{h: _timed(base, h) for h in mine}})
+        return timed(base, [h for h in hooks if any(h in vars(c) for c in base.__mro__
+                                                    if c.__module__.startswith("wattwise"))])
 
-    TimedMonitor, TimedStepMonitor = timed(EnergyMonitor), timed(_StepEnergyMonitor)
+    TimedMonitor, TimedStepMonitor = timed_own(EnergyMonitor), timed_own(_StepEnergyMonitor)
 
     keras.utils.set_random_seed(0)
     n = args.batches * args.batch_size

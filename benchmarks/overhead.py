@@ -33,6 +33,7 @@ def run_lightning(args: argparse.Namespace) -> list[dict[str, Any]]:
 
     import lightning.pytorch as L
     import torch
+    from _timing import timed
 
     from wattwise.lightning import EnergyMonitor
     from wattwise.testing import FakeMeter
@@ -59,25 +60,12 @@ def run_lightning(args: argparse.Namespace) -> list[dict[str, Any]]:
                    "on_train_epoch_end", "on_validation_start", "on_validation_epoch_start",
                    "on_validation_batch_end", "on_validation_epoch_end")
 
-    def _timed(base: type, name: str) -> Any:
-        def hook(self: Any, *a: Any, **k: Any) -> Any:
-            t0 = time.perf_counter()
-            try:
-                return getattr(base, name)(self, *a, **k)
-            finally:
-                self.hook_time_s += time.perf_counter() - t0
-        return hook
-
-    def timed(base: type) -> type:
-        return type(f"Timed{base.__name__}", (base,),
-                    {"hook_time_s": 0.0, **{h: _timed(base, h) for h in timed_hooks}})
-
     # EnergyMonitor keeps no clock of its own in its hooks (that would cost on every batch);
     # a subclass times them from outside. The same wrapper around Lightning's empty Callback
     # hooks ("timing probe") measures what the wrapper itself costs in the training loop
     # (clock reads, an extra call, cold caches); the table's "net" column subtracts it.
-    TimedEnergyMonitor = timed(EnergyMonitor)
-    TimingProbe = timed(L.Callback)
+    TimedEnergyMonitor = timed(EnergyMonitor, timed_hooks)
+    TimingProbe = timed(L.Callback, timed_hooks)
 
     class EpochTimer(L.Callback):
         def __init__(self) -> None:

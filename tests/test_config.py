@@ -152,3 +152,16 @@ def test_run_context_defaults() -> None:
         0, 0, 1, None, None)
     with pytest.raises(dataclasses.FrozenInstanceError):
         ctx.global_rank = 1  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    "world, local, cuda, gpus",
+    [(1, 0, None, None), (1, 0, 3, (3,)), (4, 1, None, ()), (4, 0, None, None), (4, 2, 1, (1,))],
+)
+def test_run_context_for_process_picks_the_gpus_nvml_reads(
+    world: int, local: int, cuda: int | None, gpus: tuple[int, ...] | None
+) -> None:
+    """The rank's own CUDA device; on CPU DDP only local rank 0 reads the node's GPUs."""
+    ctx = RunContext.for_process(global_rank=local, local_rank=local, world_size=world,
+                                 cuda_device=cuda, log_dir="logs")
+    assert ctx.gpu_devices == gpus and ctx.log_dir == "logs" and ctx.world_size == world

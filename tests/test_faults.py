@@ -24,7 +24,7 @@ from wattwise.meters import faults
 from wattwise.meters.faults import STALL_DROP_WINDOWS, CounterCheck, max_joules, stall_after_s
 from wattwise.meters.rapl import RaplMeter
 from wattwise.meterset import Deltas, MeterSet
-from wattwise.testing import FakeMeter
+from wattwise.testing import FakeMeter, fake_rapl_zone, set_rapl_energy
 
 PKG = "cpu:package-0"
 HUGE = 3600.0  # RAPL poll interval that keeps the background thread out of the way
@@ -32,21 +32,10 @@ RANGE_UJ = 262_143_328_850  # a typical max_energy_range_uj (~262 kJ)
 
 
 def write_zone(folder: Path, name: str, energy_uj: int) -> Path:
-    """One powercap zone folder as sysfs has it."""
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "name").write_text(name + "\n")
-    (folder / "energy_uj").write_text(f"{energy_uj:020d}\n")
-    (folder / "max_energy_range_uj").write_text(f"{RANGE_UJ}\n")
-    return folder
+    return fake_rapl_zone(folder, name, energy_uj, RANGE_UJ)
 
 
-def set_energy(folder: Path, energy_uj: int) -> None:
-    """Overwrite a counter in place with one pwrite (the meter's held descriptor sees it)."""
-    fd = os.open(folder / "energy_uj", os.O_WRONLY)
-    try:
-        os.pwrite(fd, f"{energy_uj:020d}\n".encode(), 0)
-    finally:
-        os.close(fd)
+set_energy = set_rapl_energy
 
 
 @pytest.fixture

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import threading
 from pathlib import Path
 
@@ -12,25 +11,10 @@ from wattwise.config import TrackerConfig
 from wattwise.errors import ConfigurationError, MeterReadError, MeterWarning
 from wattwise.meters.rapl import RaplMeter
 from wattwise.meterset import RAPL_ROOT_ENV, MeterSet
-from wattwise.testing import FakeMeter
+from wattwise.testing import FakeMeter, fake_rapl_zone, set_rapl_energy
 
-
-def write_zone(folder: Path, name: str, energy_uj: int) -> Path:
-    """One powercap zone folder as sysfs has it (as tests/meters/conftest.py builds them)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "name").write_text(name + "\n")
-    (folder / "energy_uj").write_text(f"{energy_uj:020d}\n")
-    (folder / "max_energy_range_uj").write_text("262143328850\n")
-    return folder
-
-
-def set_energy(folder: Path, energy_uj: int) -> None:
-    """Overwrite a counter in place with one pwrite (held file descriptors see it)."""
-    fd = os.open(folder / "energy_uj", os.O_WRONLY)
-    try:
-        os.pwrite(fd, f"{energy_uj:020d}\n".encode(), 0)
-    finally:
-        os.close(fd)
+write_zone = fake_rapl_zone
+set_energy = set_rapl_energy
 
 
 @pytest.fixture

@@ -204,6 +204,19 @@ class RunContext:
     gpu_devices: tuple[int, ...] | None = None
     log_dir: str | None = None
 
+    @classmethod
+    def for_process(cls, *, global_rank: int, local_rank: int, world_size: int,
+                    cuda_device: int | None, log_dir: str | None) -> RunContext:
+        """The context of one process of a (possibly distributed) run: NVML reads the CUDA
+        device it trains on; a CPU process other than local rank 0 reads no GPU (local rank 0
+        reads the node's); a single process reads every visible GPU."""
+        gpus: tuple[int, ...] | None = None
+        if cuda_device is not None:
+            gpus = (cuda_device,)
+        elif world_size > 1 and local_rank != 0:
+            gpus = ()
+        return cls(global_rank, local_rank, world_size, gpus, log_dir)
+
 
 _ENERGY_MIX = ("data", "private_infra", "global_energy_mix.json")
 

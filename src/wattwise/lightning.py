@@ -146,15 +146,11 @@ class _EnergyMonitorImpl:
     def _begin(self, trainer: Any, pl_module: Any, stage: str) -> None:
         root = getattr(trainer.strategy, "root_device", None)
         world = int(getattr(trainer, "world_size", 1) or 1)
-        local = int(getattr(trainer, "local_rank", 0) or 0)
-        gpus: tuple[int, ...] | None = None
-        if root is not None and getattr(root, "type", None) == "cuda":
-            gpus = (root.index or 0,)
-        elif world > 1 and local != 0:
-            gpus = ()  # CPU DDP: GPUs (if any) are read by local rank 0 only
-        context = RunContext(
-            global_rank=int(getattr(trainer, "global_rank", 0) or 0), local_rank=local,
-            world_size=world, gpu_devices=gpus,
+        context = RunContext.for_process(
+            global_rank=int(getattr(trainer, "global_rank", 0) or 0),
+            local_rank=int(getattr(trainer, "local_rank", 0) or 0), world_size=world,
+            cuda_device=(getattr(root, "index", None) or 0)
+            if getattr(root, "type", None) == "cuda" else None,
             log_dir=trainer.log_dir if trainer.loggers else None,  # the same on every rank
         )
         metadata = {

@@ -18,14 +18,16 @@ Example:
 from __future__ import annotations
 
 import math
+import os
 import threading
 import time
 from collections.abc import Iterable, Mapping
+from pathlib import Path
 
 from wattwise.errors import ConfigurationError, MeterReadError
 from wattwise.meters.base import Meter, Reading, Scope
 
-__all__ = ["FakeMeter"]
+__all__ = ["FakeMeter", "fake_rapl_zone", "set_rapl_energy"]
 
 
 def _check_joules(where: str, value: object) -> float:
@@ -248,3 +250,38 @@ class FakeMeter(Meter):
             f"estimated={self.estimated!r}, scope={self.scope!r}, "
             f"update_period_s={self.update_period_s!r}, name={self.name!r})"
         )
+
+
+def fake_rapl_zone(folder: str | os.PathLike[str], name: str, energy_uj: int,
+                   max_energy_range_uj: int = 262_143_328_850) -> Path:
+    """A powercap zone folder for :class:`~wattwise.meters.RaplMeter` tests: ``name``,
+    ``energy_uj`` (fixed width, so :func:`set_rapl_energy` rewrites it in place) and
+    ``max_energy_range_uj``. Returns the folder.
+
+    Example:
+        >>> import tempfile
+        >>> from wattwise.meters import RaplMeter
+        >>> root = Path(tempfile.mkdtemp())
+        >>> zone = fake_rapl_zone(root / "intel-rapl:0", "package-0", 1_000_000)
+        >>> with RaplMeter(root) as m:
+        ...     set_rapl_energy(zone, 3_000_000)
+        ...     m.read().joules["cpu:package-0"]  # joules since the meter opened
+        2.0
+    """
+    zone = Path(folder)
+    zone.mkdir(parents=True, exist_ok=True)
+    (zone / "name").write_text(name + "\n")
+    (zone / "energy_uj").write_text(f"{energy_uj:020d}\n")
+    (zone / "max_energy_range_uj").write_text(f"{max_energy_range_uj}\n")
+    return zone
+
+
+def set_rapl_energy(zone: str | os.PathLike[str], energy_uj: int) -> None:
+    """Overwrite a fake zone's counter in place with one ``pwrite`` (a meter's held file
+    descriptor sees the new value)."""
+    fd = os.open(Path(zone) / "energy_uj", os.O_WRONLY)
+    try:
+        os.pwrite(fd, f"{energy_uj:020d}\n".encode(), 0)
+    finally:
+        os.close(fd)
+

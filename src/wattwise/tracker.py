@@ -278,8 +278,7 @@ class EnergyTracker:
         is on (``log_every_n_steps``) and a step reading is due: then its record is returned.
         """
         ledger = self._ledger
-        acc = None if ledger is None else ledger.current
-        if acc is None:
+        if ledger is None or (acc := ledger.current) is None:
             if self._guard.raises:
                 raise WattwiseError("EnergyTracker.add_batch(): no window is open; call "
                                     "start_window(phase, epoch) first")
@@ -292,10 +291,7 @@ class EnergyTracker:
         else:
             acc.samples += samples
         acc.batches += batches
-        if self._every is None:
-            return None
-        self._steps += batches
-        return self.step_reading() if self._steps >= self._every else None
+        return None if self._every is None else self._stepped(ledger, batches)
 
     def count_batch(self, batch: Any, batch_size_fn: Callable[[Any], Any] | None = None
                     ) -> StepRecord | None:
@@ -316,11 +312,14 @@ class EnergyTracker:
         else:
             acc.samples += n
         acc.batches += 1
-        if self._every is None:
+        return None if self._every is None else self._stepped(ledger, 1)
+
+    def _stepped(self, ledger: Ledger, batches: int) -> StepRecord | None:
+        """Step-level logging (``log_every_n_steps`` set): a reading once that many batches
+        and ``min_window_s`` have passed since the last one (the one step clock)."""
+        self._steps += batches
+        if self._steps < self._every or _monotonic() - ledger.step_started_s < self._min_window_s:  # type: ignore[operator]
             return None
-        self._steps += 1
-        if self._steps < self._every or _monotonic() - ledger.step_started_s < self._min_window_s:
-            return None  # no reading due (checked here: this runs on every batch)
         return self.step_reading()
 
     @guarded("a step-level reading")
@@ -328,7 +327,7 @@ class EnergyTracker:
         """Step-level window: a record once ``min_window_s`` has passed since the last one
         (reads meters only when the clock says so), else None."""
         ledger = self._ledger
-        if ledger is None or _monotonic() - ledger.step_started_s < self.config.min_window_s:
+        if ledger is None or _monotonic() - ledger.step_started_s < self._min_window_s:
             return None
         self._steps = 0
         self._read()
