@@ -50,6 +50,8 @@ class Coefficients:
         source: where they come from (e.g. ``"Tripp et al. 2024 Table 4 / 3000 except k_e"``).
         fit_error: mean ``|pred/meas - 1|`` of the fit, when known.
         n_runs: number of runs fitted, when known.
+        cv_error: cross-validated mean ``|pred/meas - 1|`` (a fraction), when known; the
+            "typical error" the sizing advice quotes as its error band.
     """
 
     values: tuple[float, ...]
@@ -57,6 +59,7 @@ class Coefficients:
     source: str = ""
     fit_error: float | None = None
     n_runs: int | None = None
+    cv_error: float | None = None
 
     def __post_init__(self) -> None:
         vals = tuple(float(v) for v in self.values)
@@ -91,6 +94,7 @@ class Coefficients:
             "source": self.source,
             "fit_error": self.fit_error,
             "n_runs": self.n_runs,
+            "cv_error": self.cv_error,
         }
 
     @classmethod
@@ -115,13 +119,16 @@ class Coefficients:
             raise ConfigurationError(f"Coefficients.from_json: non-numeric coefficient: {e}") from e
         fe = d.get("fit_error")
         nr = d.get("n_runs")
+        cv = d.get("cv_error")
         return cls(values, str(d.get("hardware")), str(d.get("source", "")),
-                   None if fe is None else float(fe), None if nr is None else int(nr))
+                   None if fe is None else float(fe), None if nr is None else int(nr),
+                   None if cv is None else float(cv))
 
     def with_values(self, values: Sequence[float], **kw: Any) -> Coefficients:
-        """A copy with new values (and optionally new source/fit_error/n_runs)."""
+        """A copy with new values (and optionally new source/fit_error/n_runs/cv_error)."""
         return Coefficients(tuple(values), kw.get("hardware", self.hardware),
-                            kw.get("source", self.source), kw.get("fit_error"), kw.get("n_runs"))
+                            kw.get("source", self.source), kw.get("fit_error"), kw.get("n_runs"),
+                            kw.get("cv_error"))
 
 
 def preset(hardware: str) -> Coefficients:
