@@ -16,6 +16,7 @@ from wattwise._warn import warn
 from wattwise.accounting import Ledger, RecordContext
 from wattwise.config import RunContext, TrackerConfig, carbon_of_country, check_summary_path
 from wattwise.errors import WattwiseWarning
+from wattwise.forecast import Forecast
 from wattwise.meterset import MeterSet
 from wattwise.records import EpochRecord
 from wattwise.summary import SCHEMA_VERSION, RunSnapshot, StageSnapshot, SummaryFile
@@ -75,6 +76,8 @@ class Run:
                 warn(f"{config.owner}({moved})", WattwiseWarning)
         self.advice: dict[str, Any] | None = None
         self.advice_tried = False
+        self.forecast: Forecast | None = None
+        self.announce_forecast = False
         self.t0 = self.t = 0.0
         self.closed = False
 
@@ -114,6 +117,30 @@ class Run:
         except Exception as e:  # noqa: BLE001 - the advice never breaks training
             logging.getLogger("wattwise").info("%s: no sizing advice: %r", self.config.owner, e)
 
+    def set_advice(self, advice: dict[str, Any]) -> None:
+        """Store the advice; with a planned fit, the model's forecast follows from it."""
+        self.advice = advice
+        if self.forecast is not None and self.forecast.set_model(advice) is not None:
+            text = self.forecast.text()
+            if text and self.announce_forecast and self.context.global_rank == 0:
+                print(text)
+
+    def epoch_ended(self, stage: Stage, rec: EpochRecord) -> None:
+        """After an epoch of ``stage``: the measured projection of the fit."""
+        if self.forecast is None or stage.name != "fit" or not rec.complete:
+            return
+        joules = [self.ctx.record(p, -1, a).joules
+                  for p, a in stage.ledger.totals().items() if p != "other"]
+        known = [j for j in joules if j is not None]
+        so_far = sum(known) if known and len(known) == len(joules) else None
+        self.forecast.project(rec, stage.ledger.epochs_completed(), so_far)
+
+    def stage_ended(self, stage: Stage) -> None:
+        """After ``stage`` ended: a fit's forecasts compared with what it measured."""
+        if self.forecast is not None and stage.name == "fit":
+            totals = {p: self.ctx.record(p, -1, a) for p, a in stage.ledger.totals().items()}
+            self.forecast.finish(totals, stage.ledger.epochs_completed())
+
     def close(self) -> None:
         """No stage will be added: stop the summary writer."""
         self.closed = True
@@ -151,6 +178,7 @@ class Run:
             finished_at=None if self.running or not stages else stages[-1].finished_at,
             duration_s=self.t - self.t0, ctx=ctx, stages=stages, epochs=self.epochs,
             n_epochs=len(self.epochs), advice=self.advice,
+            forecast=None if self.forecast is None else self.forecast.to_json(),
         )
 
     def _head(self, meters: MeterSet, hardware: Any, metadata: Any) -> dict[str, Any]:

@@ -225,6 +225,7 @@ class EnergyTracker:
             stage.meters.close()
             run.note_meters(stage.meters)
             stage.end(status, error)
+            run.stage_ended(stage)
             self._ledger = None
             _lifecycle.unwatch(self)
         self._write(now=True)
@@ -351,7 +352,9 @@ class EnergyTracker:
         if ledger.phase is not None:
             self._read()
         rec = ledger.end_epoch()
-        self._run.epochs.append(rec)  # type: ignore[union-attr]
+        run, stage = self._run, self._stage
+        run.epochs.append(rec)  # type: ignore[union-attr]
+        run.epoch_ended(stage, rec)  # type: ignore[union-attr,arg-type]
         self._write()
         return rec
 
@@ -472,10 +475,29 @@ class EnergyTracker:
         if not isinstance(advice, Mapping):
             raise ConfigurationError(f"EnergyTracker.set_advice(advice={advice!r}): expected a mapping")
         run = self._require_run("set_advice()")
-        run.advice = dict(advice)
+        run.set_advice(dict(advice))
         if self._stage is None:
             self._write(now=True)
             self._last_summary = render(run.snapshot())
+
+    def plan_run(self, epochs: int | None, samples_per_epoch: int | None, *,
+                 announce: bool = False) -> None:
+        """The planned fit (``epochs``, ``samples_per_epoch``; None = unknown), for the run's
+        forecast (:mod:`wattwise.forecast`): the model's once the advice is in (printed on rank
+        0 with ``announce``), the measured projection after each complete epoch."""
+        from wattwise.forecast import Forecast
+
+        run = self._require_run("plan_run()")
+        run.forecast, run.announce_forecast = Forecast(epochs, samples_per_epoch), announce
+        if run.advice is not None:
+            run.set_advice(run.advice)
+
+    @property
+    def projected_run_joules(self) -> float | None:
+        """The measured projection of the whole fit's joules after the last complete epoch
+        (None before one, or without a planned number of epochs)."""
+        f = None if self._run is None else self._run.forecast
+        return None if f is None else f.projected_run_joules
 
     @property
     def advice_pending(self) -> bool:
