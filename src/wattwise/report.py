@@ -23,11 +23,11 @@ import io
 import json
 import math
 import os
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, fields
 from html import escape
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any, NoReturn
 
 from wattwise.console import UNKNOWN, epoch_stage, format_number, render_table, stage_labels
 from wattwise.errors import ConfigurationError
@@ -591,9 +591,9 @@ _FRAME_COLUMNS = ("run", "stage", "epoch", "phase", "joules", "joules_per_sample
                   "seconds", "samples", "estimated", "source")
 
 
-class RunSummary(Mapping[str, Any]):
-    """A run summary read back from its JSON file: a read-only mapping over the JSON (so code
-    that used the dict keeps working), with views for notebooks.
+class RunSummary(dict[str, Any]):
+    """A run summary read back from its JSON file: a read-only dict of the JSON (so code that
+    used the dict keeps working, ``json.dumps`` included), with views for notebooks.
 
     In Jupyter it shows as a table (:meth:`_repr_html_`): per epoch and phase the joules,
     J/sample, watts, seconds and samples, then the run totals; unknown values are ``n/a``
@@ -601,7 +601,8 @@ class RunSummary(Mapping[str, Any]):
     rows as a DataFrame; :meth:`plot` the figure of ``wattwise report --plot``.
 
     Made by :func:`load_summary` (``wattwise.load_summary``); the fields are those of
-    ``docs/summary-schema.md``. The top level is read-only; ``to_dict()`` gives a copy.
+    ``docs/summary-schema.md``. The top level cannot be changed (``TypeError``); ``to_dict()``
+    gives an editable deep copy.
 
     Args:
         data: the parsed summary JSON.
@@ -616,31 +617,30 @@ class RunSummary(Mapping[str, Any]):
     """
 
     def __init__(self, data: Mapping[str, Any], path: str | os.PathLike[str] | None = None) -> None:
-        self._data = dict(data)
-        self._data.pop("_path", None)
+        super().__init__((k, v) for k, v in data.items() if k != "_path")
         self.path = Path(path) if path is not None else None
 
-    # the mapping
-    def __getitem__(self, key: str) -> Any:
-        return self._data[key]
+    def _read_only(self, *args: Any, **kwargs: Any) -> NoReturn:
+        raise TypeError("RunSummary is read-only (the run summary as written); "
+                        "use .to_dict() for an editable copy")
 
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._data)
+    __setitem__ = __delitem__ = _read_only  # type: ignore[assignment]
+    pop = popitem = clear = update = setdefault = __ior__ = _read_only  # type: ignore[assignment]
 
-    def __len__(self) -> int:
-        return len(self._data)
+    def __reduce__(self) -> tuple[Any, ...]:  # copy, deepcopy and pickle without __setitem__
+        return (RunSummary, (dict(self), self.path))
 
     def __repr__(self) -> str:
-        epochs = self._data.get("epochs")
+        epochs = self.get("epochs")
         n = len(epochs) if isinstance(epochs, list) else 0
         where = f", path={str(self.path)!r}" if self.path is not None else ""
         source = "estimated" if self.estimated else "measured"
-        return (f"RunSummary({self.name!r}, status={self._data.get('status', '?')!r}, "
+        return (f"RunSummary({self.name!r}, status={self.get('status', '?')!r}, "
                 f"epochs={n}, {source}{where})")
 
     def to_dict(self) -> dict[str, Any]:
         """A deep copy of the summary as a plain dict (for ``json.dump`` or editing)."""
-        copied: dict[str, Any] = json.loads(json.dumps(self._data, default=str))
+        copied: dict[str, Any] = json.loads(json.dumps(self, default=str))
         return copied
 
     # views
