@@ -91,9 +91,9 @@ def test_load_summary_is_a_read_only_mapping_over_the_json(tmp_path: Path) -> No
             change()
     again = pickle.loads(pickle.dumps(s))
     assert again == s and again.path == path and copy.deepcopy(s) == s
-    copy = s.to_dict()
-    copy["status"] = "edited"
-    copy["totals"]["phases"]["train"]["joules"] = 0.0
+    edited = s.to_dict()
+    edited["status"] = "edited"
+    edited["totals"]["phases"]["train"]["joules"] = 0.0
     assert s["status"] == "completed" and s["totals"]["phases"]["train"]["joules"] == 54.0
     assert "mlp" in repr(s) and "measured" in repr(s)
 
