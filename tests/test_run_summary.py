@@ -191,3 +191,32 @@ def test_import_wattwise_does_not_import_pandas_or_matplotlib() -> None:
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           timeout=120, check=True)
     assert proc.stdout.strip() == "[]"
+
+
+def test_html_and_frame_of_a_fit_then_test_run(tmp_path: Path) -> None:
+    """A schema-2 run with two stages: the table gets a stage column, the frame a stage each."""
+    meter = FakeMeter(("cpu:package-0",))
+    tracker = EnergyTracker([meter], summary_path=tmp_path / "s.json", run_name="staged")
+    tracker.begin_stage("fit")
+    tracker.start_window("train", 0)
+    tracker.add_batch(samples=10)
+    meter.advance(5.0)
+    tracker.end_window()
+    tracker.end_epoch()
+    tracker.end_stage()
+    tracker.begin_stage("test")
+    tracker.start_window("test", 0)
+    tracker.add_batch(samples=4)
+    meter.advance(2.0)
+    tracker.end_window()
+    tracker.end_epoch()
+    tracker.end_stage()
+    tracker.finish()
+    s = load_summary(tmp_path / "s.json")
+    rows = _table(s._repr_html_())
+    assert rows[0][:3] == ["stage", "epoch", "phase"]
+    assert ["fit", "0", "train", "5.00"] in [r[:4] for r in rows]
+    assert ["test", "0", "test", "2.00"] in [r[:4] for r in rows]
+    pytest.importorskip("pandas")
+    df = s.to_pandas()
+    assert list(zip(df.stage, df.phase, df.joules)) == [("fit", "train", 5.0), ("test", "test", 2.0)]
