@@ -21,6 +21,7 @@ from wattwise.errors import (
 )
 from wattwise.meters.base import Meter, Reading
 from wattwise.records import EpochRecord, PhaseRecord, StepRecord
+from wattwise.report import RunSummary, load_summary
 from wattwise.tracker import EnergyTracker
 
 __all__ = [
@@ -30,6 +31,8 @@ __all__ = [
     "PhaseRecord",
     "EpochRecord",
     "StepRecord",
+    "RunSummary",
+    "load_summary",
     "Meter",
     "Reading",
     "WattwiseError",

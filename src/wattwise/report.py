@@ -25,15 +25,21 @@ import math
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, fields
+from html import escape
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any, NoReturn
 
 from wattwise.console import UNKNOWN, epoch_stage, format_number, render_table, stage_labels
 from wattwise.errors import ConfigurationError
 from wattwise.summary import SCHEMA_VERSION, read_summary
 
+if TYPE_CHECKING:  # pragma: no cover - optional stacks, imported when used
+    import pandas
+    from matplotlib.figure import Figure
+
 __all__ = [
     "ReportRow",
+    "RunSummary",
     "check_summary",
     "load_summary",
     "run_label",
@@ -44,6 +50,7 @@ __all__ = [
     "write_csv",
     "rows_to_csv",
     "plot_runs",
+    "report_figure",
     "CSV_COLUMNS",
 ]
 
@@ -92,16 +99,26 @@ CSV_COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(ReportRow)) + ("sour
 # loading
 
 
-def load_summary(path: str | os.PathLike[str]) -> dict[str, Any]:
+def load_summary(path: str | os.PathLike[str]) -> RunSummary:
     """Read one run summary JSON file with :func:`wattwise.summary.read_summary` and check it
     (:func:`check_summary`).
+
+    Also available as ``wattwise.load_summary``. In Jupyter the result shows as a table.
 
     Args:
         path: the summary file a callback or :class:`~wattwise.EnergyTracker` wrote, or a
             folder holding exactly one ``.json`` file.
 
     Returns:
-        The summary as a dict, with ``"_path"`` set to the file path it came from.
+        The summary as a read-only :class:`RunSummary` (a mapping over the JSON; its ``path``
+        is the file it came from).
+
+    Example:
+        >>> import wattwise
+        >>> s = wattwise.load_summary("runs/energy.json")  # doctest: +SKIP
+        >>> s["totals"]["phases"]["train"]["joules_per_sample"]  # doctest: +SKIP
+        0.0123
+        >>> s.to_pandas()  # one row per epoch and phase  # doctest: +SKIP
 
     Raises:
         ConfigurationError: the file is missing or unreadable, is not UTF-8 JSON, is nested too
@@ -138,8 +155,7 @@ def load_summary(path: str | os.PathLike[str]) -> dict[str, Any]:
             f"run summary {str(path)!r}: cannot read: {e.strerror or e}"
         ) from None
     check_summary(data, str(path))
-    data["_path"] = str(p)
-    return data
+    return RunSummary(data, p)
 
 
 # --------------------------------------------------------------------------------------------
@@ -291,11 +307,19 @@ def run_label(summary: Mapping[str, Any], index: int = 0) -> str:
     name = summary.get("run_name")
     if isinstance(name, str) and name:
         return name
-    path = summary.get("_path")
-    if isinstance(path, str):
-        p = Path(path)
+    p = _summary_path(summary)
+    if p is not None:
         return p.parent.name if p.stem in ("summary", "run") and p.parent.name else p.stem
     return f"run{index}"
+
+
+def _summary_path(summary: Mapping[str, Any]) -> Path | None:
+    """The file a summary was read from: :attr:`RunSummary.path`, or a dict's ``"_path"``."""
+    path = getattr(summary, "path", None)
+    if isinstance(path, Path):
+        return path
+    path = summary.get("_path")
+    return Path(path) if isinstance(path, str) else None
 
 
 def _num(value: Any) -> float | None:
@@ -490,8 +514,29 @@ def format_comparison(summaries: Sequence[Mapping[str, Any]], labels: Sequence[s
 
 
 def run_labels(summaries: Sequence[Mapping[str, Any]]) -> list[str]:
-    """Unique labels for the runs (see :func:`run_label`; duplicates get ``#2``, ``#3``...)."""
+    """Unique labels for the runs, by name (see :func:`run_label`).
+
+    Runs whose names collide (two ``runs/*/energy.json`` files, the same ``run_name`` twice)
+    are told apart by the shortest end of their file paths that differs (``a/energy``,
+    ``b/energy``; ``demo (a/energy)`` for a shared run name); only runs that cannot be told
+    apart that way (the same file twice, summaries without a path) get ``#2``, ``#3``...
+    """
     labels = [run_label(s, i) for i, s in enumerate(summaries)]
+    groups: dict[str, list[int]] = {}
+    for i, lab in enumerate(labels):
+        groups.setdefault(lab, []).append(i)
+    for lab, members in groups.items():
+        paths = [_summary_path(summaries[i]) for i in members]
+        if len(members) < 2 or any(p is None for p in paths):
+            continue
+        parts = [p.with_suffix("").parts for p in paths if p is not None]
+        for n in range(1, max(len(x) for x in parts) + 1):
+            tails = ["/".join(x[-n:]) for x in parts]
+            if len(set(tails)) == len(tails):
+                for i, tail in zip(members, tails):
+                    named = summaries[i].get("run_name")
+                    labels[i] = f"{lab} ({tail})" if isinstance(named, str) and named else tail
+                break
     seen: dict[str, int] = {}
     out = []
     for lab in labels:
@@ -538,17 +583,316 @@ def rows_to_csv(rows: Iterable[ReportRow]) -> str:
 
 
 # --------------------------------------------------------------------------------------------
+# the loaded summary: a mapping that shows as a table in Jupyter and converts to pandas
+
+_HTML_MAX_EPOCHS = 20  # more epochs than this: the first and last ten, and a "not shown" row
+
+_FRAME_COLUMNS = ("run", "stage", "epoch", "phase", "joules", "joules_per_sample", "watts",
+                  "seconds", "samples", "estimated", "source")
+
+
+class RunSummary(dict[str, Any]):
+    """A run summary read back from its JSON file: a read-only dict of the JSON (so code that
+    used the dict keeps working, ``json.dumps`` included), with views for notebooks.
+
+    In Jupyter it shows as a table (:meth:`_repr_html_`): per epoch and phase the joules,
+    J/sample, watts, seconds and samples, then the run totals; unknown values are ``n/a``
+    (never 0) and estimated numbers are marked *estimated*. :meth:`to_pandas` gives the same
+    rows as a DataFrame; :meth:`plot` the figure of ``wattwise report --plot``.
+
+    Made by :func:`load_summary` (``wattwise.load_summary``); the fields are those of
+    ``docs/summary-schema.md``. The top level cannot be changed (``TypeError``); ``to_dict()``
+    gives an editable deep copy.
+
+    Args:
+        data: the parsed summary JSON.
+        path: the file it was read from, or None.
+
+    Example:
+        >>> from wattwise.report import RunSummary
+        >>> s = RunSummary({"schema_version": 2, "run_name": "demo", "status": "completed",
+        ...                 "estimated": False, "epochs": [], "totals": {"phases": {}}})
+        >>> s.name, s["status"], s.estimated
+        ('demo', 'completed', False)
+    """
+
+    def __init__(self, data: Mapping[str, Any], path: str | os.PathLike[str] | None = None) -> None:
+        super().__init__((k, v) for k, v in data.items() if k != "_path")
+        self.path = Path(path) if path is not None else None
+
+    def _read_only(self, *args: Any, **kwargs: Any) -> NoReturn:
+        raise TypeError("RunSummary is read-only (the run summary as written); "
+                        "use .to_dict() for an editable copy")
+
+    __setitem__ = __delitem__ = _read_only  # type: ignore[assignment]
+    pop = popitem = clear = update = setdefault = __ior__ = _read_only  # type: ignore[assignment]
+
+    def __reduce__(self) -> tuple[Any, ...]:  # copy, deepcopy and pickle without __setitem__
+        return (RunSummary, (dict(self), self.path))
+
+    def __repr__(self) -> str:
+        epochs = self.get("epochs")
+        n = len(epochs) if isinstance(epochs, list) else 0
+        where = f", path={str(self.path)!r}" if self.path is not None else ""
+        source = "estimated" if self.estimated else "measured"
+        return (f"RunSummary({self.name!r}, status={self.get('status', '?')!r}, "
+                f"epochs={n}, {source}{where})")
+
+    def to_dict(self) -> dict[str, Any]:
+        """A deep copy of the summary as a plain dict (for ``json.dump`` or editing)."""
+        copied: dict[str, Any] = json.loads(json.dumps(self, default=str))
+        return copied
+
+    # views
+    @property
+    def name(self) -> str:
+        """The run's label: its ``run_name``, else its folder or file name (:func:`run_label`)."""
+        return run_label(self)
+
+    @property
+    def estimated(self) -> bool:
+        """True when the joules are estimates (no hardware counter was readable)."""
+        return _summary_estimated(self)
+
+    def rows(self, *, totals: bool = True) -> list[ReportRow]:
+        """The run as :class:`ReportRow` objects (see :func:`report_rows`)."""
+        return report_rows(self, self.name, totals=totals)
+
+    def to_pandas(self, *, totals: bool = False) -> pandas.DataFrame:
+        """The run as a pandas DataFrame: one row per epoch and phase.
+
+        Columns: ``run``, ``stage``, ``epoch``, ``phase``, ``joules`` (J),
+        ``joules_per_sample`` (J), ``watts`` (W), ``seconds`` (s), ``samples``, ``estimated``
+        (bool) and ``source`` (``"measured"`` or ``"estimated"``). Unknown numbers are missing
+        (``NaN``; ``<NA>`` in the integer columns ``epoch`` and ``samples``), never 0.
+
+        Args:
+            totals: also add the run totals per phase (rows with stage ``"all"`` and epoch
+                ``<NA>``). Default False.
+
+        Raises:
+            ImportError: pandas is not installed (``pip install pandas``).
+        """
+        try:
+            import pandas as pd
+        except ImportError as e:
+            raise ImportError(
+                "RunSummary.to_pandas() needs pandas, which is not installed: pip install pandas"
+            ) from e
+        rows = self.rows(totals=totals)
+        cols: dict[str, Any] = {c: [getattr(r, c) for r in rows] for c in _FRAME_COLUMNS}
+        frame = pd.DataFrame({
+            **cols,
+            "epoch": pd.array(cols["epoch"], dtype="Int64"),
+            "samples": pd.array(cols["samples"], dtype="Int64"),
+            **{c: pd.array([math.nan if v is None else v for v in cols[c]], dtype="float64")
+               for c in ("joules", "joules_per_sample", "watts", "seconds")},
+            "estimated": pd.array(cols["estimated"], dtype="bool"),
+        }, columns=list(_FRAME_COLUMNS))
+        return frame
+
+    to_dataframe = to_pandas
+
+    def plot(self) -> Figure:
+        """The figure of ``wattwise report --plot`` for this run (see :func:`report_figure`)."""
+        return report_figure([self])
+
+    def _repr_html_(self) -> str:
+        """A compact HTML table for Jupyter: per epoch and phase, then the run totals."""
+        return _summary_html(self)
+
+
+def _summary_html(summary: RunSummary) -> str:
+    rows = summary.rows()
+    est = summary.estimated
+    status = str(summary.get("status", "?"))
+    meters = _meter_line(summary)
+    mark = ('<b style="color:#b35900">ESTIMATED</b> (no hardware counter was readable)' if est
+            else "<b>measured</b> by hardware counters")
+    head = (f"<p><b>wattwise run</b> <code>{escape(summary.name)}</code> &middot; "
+            f"status: {escape(status)} &middot; {mark} &middot; meters: {escape(meters)}</p>")
+    if not rows:
+        return f'<div class="wattwise-summary">{head}<p>(no epochs recorded)</p></div>'
+    staged = len({r.stage for r in rows if r.epoch is not None}) > 1 or len(stage_labels(summary)) > 1
+    header = ["epoch", "phase", "joules [J]", "J/sample [J]", "watts [W]", "seconds [s]",
+              "samples", "source"]
+    if staged:
+        header.insert(0, "stage")
+    epochs = list(dict.fromkeys((r.stage, r.epoch) for r in rows if r.epoch is not None))
+    shown = set(epochs)
+    hidden = 0
+    if len(epochs) > _HTML_MAX_EPOCHS:
+        keep = _HTML_MAX_EPOCHS // 2
+        shown = set(epochs[:keep] + epochs[-keep:])
+        hidden = len(epochs) - 2 * keep
+    cell = '<td style="text-align:right">{}</td>'
+    body: list[str] = []
+    gap_done = False
+    for r in rows:
+        if r.epoch is not None and (r.stage, r.epoch) not in shown:
+            if not gap_done:
+                gap_done = True
+                body.append(f'<tr><td colspan="{len(header)}" style="text-align:center">'
+                            f"&hellip; {hidden} epochs not shown (<code>.to_pandas()</code> has "
+                            "them all) &hellip;</td></tr>")
+            continue
+        source = ('<i style="color:#b35900">estimated</i>' if r.estimated else "measured")
+        cells = [
+            f"<td>{'<b>total</b>' if r.epoch is None else r.epoch}</td>",
+            f"<td>{escape(r.phase)}</td>",
+            cell.format(format_number(r.joules)),
+            cell.format(format_number(r.joules_per_sample)),
+            cell.format(format_number(r.watts)),
+            cell.format(format_number(r.seconds)),
+            cell.format(format_number(r.samples, integer=True)),
+            f"<td>{source}</td>",
+        ]
+        if staged:
+            cells.insert(0, f"<td>{escape(r.stage)}</td>")
+        body.append("<tr>" + "".join(cells) + "</tr>")
+    thead = "".join(f"<th>{escape(h)}</th>" for h in header)
+    note = (f"<p><small>{UNKNOWN}: unknown (never shown as 0). ")
+    if est:
+        note += "Estimated joules come from a power model, not a counter. "
+    note += "</small></p>"
+    return (f'<div class="wattwise-summary">{head}<table><thead><tr>{thead}</tr></thead>'
+            f"<tbody>{''.join(body)}</tbody></table>{note}</div>")
+
+
+# --------------------------------------------------------------------------------------------
 # plots
+
+_ESTIMATED_HATCH = "///"
+
+
+@dataclass
+class _PlotRun:
+    """What the figure draws of one run."""
+
+    label: str  # the run's name, with " (estimated)" for estimates
+    estimated: bool
+    epochs: list[int]
+    joules: list[float]  # per fit epoch, all phases summed; NaN when a phase is unknown
+    train_jps: list[float]  # per fit epoch, train J/sample; NaN when unknown
+    totals_jps: dict[str, float | None]  # run totals: phase -> J/sample
+
+
+def _plot_data(summaries: Sequence[Mapping[str, Any]]) -> list[_PlotRun]:
+    runs = []
+    for s, lab in zip(summaries, run_labels(summaries)):
+        rows = report_rows(s, lab)
+        est = _summary_estimated(s) or any(r.estimated for r in rows)
+        per_epoch: dict[int, list[ReportRow]] = {}
+        for r in rows:  # training epochs only: a validate/test stage restarts at epoch 0
+            if r.epoch is not None and r.stage.split("#")[0] == "fit":
+                per_epoch.setdefault(r.epoch, []).append(r)
+        xs = sorted(per_epoch)
+        joules: list[float] = []
+        train: list[float] = []
+        for x in xs:
+            vals = [r.joules for r in per_epoch[x]]
+            total = None if any(v is None for v in vals) else _num(sum(v for v in vals if v))
+            joules.append(math.nan if total is None else total)
+            jps = next((r.joules_per_sample for r in per_epoch[x] if r.phase == "train"), None)
+            train.append(math.nan if jps is None else jps)
+        runs.append(_PlotRun(
+            label=f"{lab} (estimated)" if est else lab, estimated=est, epochs=xs,
+            joules=joules, train_jps=train,
+            totals_jps={r.phase: r.joules_per_sample for r in rows if r.epoch is None},
+        ))
+    return runs
+
+
+def report_figure(summaries: Sequence[Mapping[str, Any]]) -> Figure:
+    """The figure of ``wattwise report --plot``: three panels, one colour per run.
+
+    1. energy per training epoch, all phases of the epoch summed (J);
+    2. training joules per sample per epoch (J);
+    3. joules per sample of each phase over the whole run (bars; ``n/a`` when unknown).
+
+    Epoch axes have integer ticks; runs are labelled by their names (:func:`run_labels`) in one
+    legend below the panels, outside the data. Estimates are marked: dashed lines with open
+    markers, hatched bars and ``(estimated)`` after the run's name. An unknown value is a gap
+    (or ``n/a``), never 0. The figure is built without pyplot, so no backend is chosen; in
+    Jupyter it displays inline.
+
+    Args:
+        summaries: run summaries (:func:`load_summary`).
+
+    Returns:
+        A ``matplotlib.figure.Figure``.
+
+    Raises:
+        ConfigurationError: matplotlib is not installed.
+    """
+    try:
+        from matplotlib.figure import Figure
+        from matplotlib.ticker import MaxNLocator
+    except ImportError as e:
+        raise ConfigurationError(
+            'report --plot needs matplotlib: pip install "wattwise[plot]"'
+        ) from e
+    runs = _plot_data(summaries)
+    fig = Figure(figsize=(12.0, 3.8))
+    ax_j, ax_s, ax_p = fig.subplots(1, 3)
+    colours = [f"C{i % 10}" for i in range(len(runs))]
+    handles = []
+    for run, colour in zip(runs, colours):
+        style: dict[str, Any] = dict(color=colour, marker="o", markersize=5, linewidth=1.6,
+                                     linestyle="--" if run.estimated else "-",
+                                     markerfacecolor="white" if run.estimated else colour)
+        (line,) = ax_j.plot(run.epochs, run.joules, label=run.label, **style)
+        ax_s.plot(run.epochs, run.train_jps, label=run.label, **style)
+        handles.append(line)
+    for ax, title, ylabel in (
+        (ax_j, "(a) Energy per epoch", "energy per epoch, all phases [J]"),
+        (ax_s, "(b) Training energy per sample", "train J/sample [J]"),
+    ):
+        ax.set_title(title)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(ylabel)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_ylim(bottom=0)
+        ax.grid(alpha=0.3)
+    _plot_phase_bars(ax_p, runs, colours)
+    fig.tight_layout()
+    if handles:
+        fig.legend(handles, [h.get_label() for h in handles], loc="upper center",
+                   bbox_to_anchor=(0.5, 0.0), ncol=min(len(handles), 4), frameon=False)
+    return fig
+
+
+def _plot_phase_bars(ax: Any, runs: Sequence[_PlotRun], colours: Sequence[str]) -> None:
+    """Bars of the run totals' J/sample per phase, one group per phase (hatched: estimates)."""
+    present = {p for r in runs for p in r.totals_jps}
+    phases = [p for p in _PHASE_ORDER if p in present] + sorted(present - set(_PHASE_ORDER))
+    width = 0.8 / max(1, len(runs))
+    for i, (run, colour) in enumerate(zip(runs, colours)):
+        for j, phase in enumerate(phases):
+            x = j - 0.4 + width * (i + 0.5)
+            value = run.totals_jps.get(phase)
+            if value is None:
+                if phase in run.totals_jps:  # known phase, unknown J/sample: say so, not 0
+                    ax.text(x, 0, UNKNOWN, rotation=90, ha="center", va="bottom", fontsize=7,
+                            color=colour)
+                continue
+            ax.bar(x, value, width=width * 0.95, color=colour if not run.estimated else "white",
+                   edgecolor=colour, linewidth=1.2,
+                   hatch=_ESTIMATED_HATCH if run.estimated else None, label=run.label)
+    ax.set_xticks(range(len(phases)))
+    ax.set_xticklabels(phases)
+    ax.set_xlim(-0.6, len(phases) - 0.4)
+    ax.set_ylabel("J/sample, run total [J]")
+    ax.set_title("(c) Energy per sample by phase")
+    ax.grid(alpha=0.3, axis="y")
 
 
 def plot_runs(summaries: Sequence[Mapping[str, Any]], path: str | os.PathLike[str]) -> Path:
-    """Plot energy per epoch (all phases summed) and J/sample per phase for one or more runs.
-
-    Uses matplotlib with the Agg backend (imported here, not at module import).
+    """Draw :func:`report_figure` for one or more runs and write it to ``path``.
 
     Args:
         summaries: run summaries.
-        path: the PNG (or any matplotlib-supported format) to write.
+        path: the PNG (or any format matplotlib writes: ``.pdf``, ``.svg``) to write.
 
     Returns:
         The path written.
@@ -557,25 +901,13 @@ def plot_runs(summaries: Sequence[Mapping[str, Any]], path: str | os.PathLike[st
         ConfigurationError: matplotlib is not installed, the values cannot be drawn (an
             overflow in matplotlib's axis maths, e.g. 1e308 J) or the file cannot be written.
     """
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg", force=True)
-        import matplotlib.pyplot as plt
-    except ImportError as e:
-        raise ConfigurationError(
-            'report --plot needs matplotlib: pip install "wattwise[plot]"'
-        ) from e
     import numpy as np
 
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.2))
     out = Path(path)
     try:
         with np.errstate(over="raise"):  # 1e308 J: an overflow in the axis maths, not a warning
-            phase_vals = _plot_energy_per_epoch(ax1, summaries)
-            _plot_joules_per_sample(ax2, phase_vals)
-            fig.tight_layout()
-            fig.savefig(out, dpi=110)
+            fig = report_figure(summaries)
+            fig.savefig(out, dpi=150, bbox_inches="tight")
     except OSError as e:
         raise ConfigurationError(
             f"report: cannot write plot {str(path)!r}: {e.strerror or e}") from None
@@ -583,53 +915,4 @@ def plot_runs(summaries: Sequence[Mapping[str, Any]], path: str | os.PathLike[st
         raise ConfigurationError(
             f"report: cannot draw plot {str(path)!r}: {e} (joules this large cannot be drawn; "
             "check the run summaries, or use --csv)") from None
-    finally:
-        plt.close(fig)
     return out
-
-
-def _plot_energy_per_epoch(ax: Any, summaries: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, float | None]]:
-    """One line per run: joules per training epoch, all phases summed (dashed: estimates).
-
-    Returns per run tag (its label, ``(estimated)`` added for estimates) the run totals'
-    J/sample per phase, for :func:`_plot_joules_per_sample`.
-    """
-    any_est = False
-    phase_vals: dict[str, dict[str, float | None]] = {}
-    for s, lab in zip(summaries, run_labels(summaries)):
-        rows = report_rows(s, lab)
-        est = any(r.estimated for r in rows)
-        any_est |= est
-        tag = f"{lab} (estimated)" if est else lab
-        per_epoch: dict[int, float] = {}
-        for r in rows:  # training epochs only: a validate/test stage restarts at epoch 0
-            if r.epoch is not None and r.joules is not None and r.stage.split("#")[0] == "fit":
-                per_epoch[r.epoch] = per_epoch.get(r.epoch, 0.0) + r.joules
-        xs = sorted(x for x, v in per_epoch.items() if math.isfinite(v))  # a sum may overflow
-        ax.plot(xs, [per_epoch[x] for x in xs], marker="o",
-                linestyle="--" if est else "-", label=tag)
-        phase_vals[tag] = {r.phase: r.joules_per_sample for r in rows if r.epoch is None}
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("energy per epoch, all phases [J]")
-    ax.set_title("Energy per epoch" + (" (estimates)" if any_est else ""))
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    return phase_vals
-
-
-def _plot_joules_per_sample(ax: Any, phase_vals: dict[str, dict[str, float | None]]) -> None:
-    """Bars of the run totals' J/sample per phase, one group per phase (hatched: estimates)."""
-    phases = [p for p in _PHASE_ORDER if any(p in v for v in phase_vals.values())]
-    width = 0.8 / max(1, len(phase_vals))
-    for i, (tag, vals) in enumerate(phase_vals.items()):
-        xs_f = [j + i * width for j in range(len(phases))]
-        ys = [vals.get(p) for p in phases]
-        ax.bar([x for x, y in zip(xs_f, ys) if y is not None],
-               [y for y in ys if y is not None], width=width, label=tag,
-               hatch="//" if "(estimated)" in tag else None)
-    ax.set_xticks([j + width * (len(phase_vals) - 1) / 2 for j in range(len(phases))])
-    ax.set_xticklabels(phases)
-    ax.set_ylabel("joules per sample [J]")
-    ax.set_title("J/sample per phase (run totals)")
-    ax.grid(alpha=0.3, axis="y")
-    ax.legend(fontsize=8)

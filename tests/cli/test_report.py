@@ -252,3 +252,102 @@ def test_v2_csv_has_the_stage() -> None:
         ("fit", "0", "train"), ("fit", "0", "validate"), ("fit", "1", "train"), ("test", "0", "test")
     ]
     assert rows[3]["samples"] == "" and rows[3]["joules_per_sample"] == ""
+
+
+# --------------------------------------------------------------------------------------------
+# the figure of report --plot
+
+
+def _four_epoch_run(path: Path, name: str | None, *, estimated: bool = False) -> Path:
+    meter = FakeMeter(("cpu:package-0",), estimated=estimated,
+                      name="codecarbon" if estimated else "fake")
+    tracker = EnergyTracker([meter], summary_path=path, run_name=name)
+    tracker.start()
+    for epoch in range(4):
+        tracker.start_window("train", epoch)
+        tracker.add_batch(samples=TRAIN_SAMPLES)
+        meter.advance(30.0 - epoch)
+        tracker.end_window()
+        tracker.start_window("validate", epoch)
+        tracker.add_batch(samples=VAL_SAMPLES)
+        meter.advance(5.0)
+        tracker.end_window()
+        tracker.end_epoch()
+    tracker.finish("completed")
+    return path
+
+
+def test_figure_panels_ticks_legend_and_estimates(tmp_path: Path) -> None:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    from wattwise.report import report_figure
+
+    a = _four_epoch_run(tmp_path / "a" / "energy.json", None)
+    b = _four_epoch_run(tmp_path / "b" / "energy.json", None, estimated=True)
+    fig = report_figure([load_summary(a), load_summary(b)])
+    ax_j, ax_s, ax_p = fig.axes
+    assert "epoch" in ax_j.get_title().lower() and "[J]" in ax_j.get_ylabel()
+    assert "per sample" in ax_s.get_title() and "J/sample" in ax_s.get_ylabel()
+    # J/sample per epoch is its own panel, with the per-epoch values
+    lines = ax_s.get_lines()
+    assert list(lines[0].get_xdata()) == [0, 1, 2, 3]
+    assert list(lines[0].get_ydata()) == pytest.approx([(30.0 - e) / TRAIN_SAMPLES for e in range(4)])
+    FigureCanvasAgg(fig).draw()
+    renderer = fig.canvas.get_renderer()
+    for ax in (ax_j, ax_s):  # integer epoch ticks
+        ticks = [t for t in ax.get_xticks() if ax.get_xlim()[0] <= t <= ax.get_xlim()[1]]
+        assert ticks and all(float(t).is_integer() for t in ticks), ticks
+    # one legend, outside every panel, labelled by run names; the estimate says so
+    (legend,) = fig.legends
+    texts = [t.get_text() for t in legend.get_texts()]
+    assert texts == ["a/energy", "b/energy (estimated)"]
+    box = legend.get_window_extent(renderer)
+    for ax in fig.axes:
+        assert not box.overlaps(ax.get_tightbbox(renderer)), "legend overlaps a panel"
+    # estimates: dashed line with open markers, hatched bars; measurements solid and filled
+    measured, estimated = ax_j.get_lines()
+    assert measured.get_linestyle() == "-" and estimated.get_linestyle() == "--"
+    assert estimated.get_markerfacecolor() == "white"
+    hatches = {c.get_label(): {bar.get_hatch() for bar in c} for c in ax_p.containers}
+    assert hatches == {"a/energy": {None}, "b/energy (estimated)": {"///"}}
+    assert [t.get_text() for t in ax_p.get_xticklabels()] == ["train", "validate"]
+
+
+def test_figure_unknown_is_a_gap_not_zero(tmp_path: Path) -> None:
+    import math
+
+    from wattwise.report import report_figure
+
+    data = load_summary(_four_epoch_run(tmp_path / "energy.json", "gappy")).to_dict()
+    rec = data["epochs"][1]["phases"]["train"]
+    rec.update(joules=None, joules_per_sample=None, watts=None)
+    data["totals"]["phases"]["validate"].update(joules=None, joules_per_sample=None)
+    fig = report_figure([data])
+    ys = list(fig.axes[0].get_lines()[0].get_ydata())
+    assert math.isnan(ys[1]) and ys[0] == pytest.approx(35.0)
+    assert math.isnan(fig.axes[1].get_lines()[0].get_ydata()[1])
+    assert [c.get_label() for c in fig.axes[2].containers] == ["gappy"]  # train only: no 0 bar
+    assert UNKNOWN in [t.get_text() for t in fig.axes[2].texts]
+
+
+def test_plot_png_is_written_with_the_legend_inside_the_image(tmp_path: Path) -> None:
+    from matplotlib.image import imread
+
+    a = _four_epoch_run(tmp_path / "r1.json", "small")
+    b = _four_epoch_run(tmp_path / "r2.json", "large")
+    out = plot_runs([load_summary(a), load_summary(b)], tmp_path / "fig.png")
+    img = imread(out)
+    assert img.shape[1] > img.shape[0] > 400  # a wide three-panel figure at 150 dpi
+    assert (img[-40:, :, :3] < 0.5).any()  # the legend below the panels made it into the file
+
+
+def test_run_labels_use_names_not_numbers(tmp_path: Path) -> None:
+    from wattwise.report import run_labels
+
+    a = load_summary(_four_epoch_run(tmp_path / "x" / "energy.json", None))
+    b = load_summary(_four_epoch_run(tmp_path / "y" / "energy.json", None))
+    c = load_summary(_four_epoch_run(tmp_path / "p" / "s.json", "same"))
+    d = load_summary(_four_epoch_run(tmp_path / "q" / "s.json", "same"))
+    assert run_labels([a, b]) == ["x/energy", "y/energy"]
+    assert run_labels([c, d]) == ["same (p/s)", "same (q/s)"]
+    assert run_labels([a, a]) == ["energy", "energy#2"]  # the same file twice

@@ -35,7 +35,8 @@ def register(subparsers: Any) -> None:
     p.add_argument("--csv", metavar="FILE", default=None,
                    help="also write all rows as CSV to FILE ('-' = stdout, tables then omitted)")
     p.add_argument("--plot", metavar="FILE.png", default=None,
-                   help="draw energy per epoch and J/sample per phase to FILE.png")
+                   help="draw a figure to FILE.png: energy per epoch, J/sample per epoch, "
+                        "J/sample per phase; runs by name, estimates dashed/hatched")
     p.set_defaults(func=run)
 
 
