@@ -69,11 +69,11 @@ def test_check_torch_model_leaves_model_untouched_and_conv_is_measured():
 
 
 def test_coefficients_path_and_bad_inputs(tmp_path):
-    p = save_coefficients(preset("gpu"), tmp_path / "c.json")
-    assert load_coefficients(p) == preset("gpu")
+    p = save_coefficients(preset("paper-gpu"), tmp_path / "c.json")
+    assert load_coefficients(p) == preset("paper-gpu")
     a = check_torch_model(_mlp(), torch.randn(4, 20), batch_size=8, hardware="butter-e-gpu",
                           coefficients=str(p))
-    assert a.coefficients == preset("gpu")
+    assert a.coefficients == preset("paper-gpu")
     with pytest.raises(ConfigurationError, match="batch_size=0"):
         check_torch_model(_mlp(), torch.randn(4, 20), batch_size=0)
     with pytest.raises(ConfigurationError, match="not a torch.nn.Module"):
