@@ -88,8 +88,8 @@ def test_non_mlp_resize_options_scale_approximately():
     net = torch.nn.Sequential(torch.nn.Conv1d(1, 64, 5), torch.nn.ReLU(), torch.nn.Flatten(),
                               torch.nn.Linear(64 * 60, 1024), torch.nn.ReLU(), torch.nn.Linear(1024, 4))
     a = check_torch_model(net, torch.randn(2, 1, 64), batch_size=64, hardware="butter-e-gpu")
-    assert a.far and a.options
-    for o in a.options:
+    assert a.far and a.width_options
+    for o in a.width_options:
         assert o.widths is None  # not an MLP: no widths to give
         assert o.ntp == pytest.approx(a.working_sets.ntp * o.width_scale**2, rel=1e-3)
         assert 1 <= o.ratio <= 2
