@@ -59,7 +59,7 @@ def test_tiny_network_only_grows():
 def test_text_and_json_forms():
     a = advise(mlp_working_sets([512, 512, 10], 784, 256), BUTTER_E_GPU)
     t = a.text()
-    for s in ("MiB", "KiB", "mJ per sample (estimate", "FAR", "vs L1", "option: batch size 256 (current)",
+    for s in ("MiB", "KiB", "mJ per sample (estimate)", "FAR", "vs L1", "option: batch size 256 (current)",
               "±2.5 %", "best option: batch size 1024 instead of 256"):
         assert s in t, s
     assert t.splitlines()[0].startswith("wattwise sizing advice") and "best option" in t.splitlines()[0]

@@ -373,9 +373,9 @@ class Advice:
             lines.append(f"verdict: near a cache boundary ({near}); no resize of the widths suggested")
         err = self.error
         band = ("no error band: the coefficients carry no cv_error" if err is None
-                else f"±{100 * err:.3g} % = the coefficients' cross-validated error")
+                else f"±{100 * err:.3g} %, the coefficients' cross-validated error")
         lines.append(f"predicted training energy: {_fmt_j(self.joules_per_sample)} per sample "
-                     f"(estimate; {band})")
+                     f"(estimate), {band}")
         if self.joules_per_epoch is not None:
             lines.append(f"predicted training energy: {_fmt_j(self.joules_per_epoch)} per epoch of "
                          f"{self.n_samples:,} samples (estimate)")
