@@ -380,8 +380,8 @@ class Advice:
             lines.append(f"predicted training energy: {_fmt_j(self.joules_per_epoch)} per epoch of "
                          f"{self.n_samples:,} samples (estimate)")
         lo_b, hi_b = self.batch_range
-        lines.append(f"options, lowest predicted J/sample first (batch sizes {lo_b}-{hi_b} and "
-                     "yours, same model; then widths, another model):")
+        lines.append(f"options: batch sizes {lo_b}-{hi_b} and yours (same model), lowest "
+                     "predicted J/sample first; then widths (another model):")
         for o in self.options:
             lines.append(f"  option: {o.describe(self.set_name, err)}")
         if self.hidden_options:
