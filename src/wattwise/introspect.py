@@ -2,7 +2,10 @@
 
 From a ``torch.nn.Module`` (a LightningModule is one) or a Keras model: parameter bytes from the
 model, per-layer input and output activation bytes from ONE forward pass on one real batch,
-dataset bytes from ``n_samples`` when known. A Dense-only model (Linear/Dense layers and
+dataset bytes from ``n_samples`` when known. A torch model without a usable ``forward()`` (a
+LightningModule calling ``self.net(x)`` in ``training_step``) is measured from its first real
+training step instead: :class:`StepRecorder` puts the same forward hooks on the leaf modules
+around that step, and gives the same working sets for a model whose ``forward()`` works. A Dense-only model (Linear/Dense layers and
 elementwise activations) gives exactly the MLP working sets of the spec; any other model says
 which sets were measured and that the coefficients were fitted on MLPs.
 
@@ -20,7 +23,7 @@ from typing import Any
 from wattwise.errors import ConfigurationError
 from wattwise.model.working_sets import WorkingSets, layer_working_sets, mlp_working_sets
 
-__all__ = ["first_input", "keras_working_sets", "torch_working_sets"]
+__all__ = ["StepRecorder", "first_input", "keras_working_sets", "torch_working_sets"]
 
 _TORCH_ELEMENTWISE = (
     "ReLU", "ReLU6", "LeakyReLU", "PReLU", "ELU", "SELU", "CELU", "GELU", "SiLU", "Mish",
@@ -147,19 +150,101 @@ def torch_working_sets(
         )
     opts = _Options.of(batch_size, n_samples, bytes_per_datum, optimizer_state)
     n_batch = int(x.shape[0]) if x.dim() > 0 else 1
+    records, y = _torch_records(module, x)
+    return _torch_from_records(module, records, opts, n_batch=n_batch,
+                               input_bytes=x.element_size() * x.numel(), output_elements=_numel(y))
+
+
+def _torch_from_records(module: Any, records: list[tuple[Any, int, int]], opts: _Options, *,
+                        n_batch: int, input_bytes: float, output_elements: int) -> WorkingSets:
+    """Working sets from the (leaf, input elements, output elements) records of one batch of
+    ``n_batch`` samples; ``input_bytes`` and ``output_elements`` of the whole batch."""
+    import torch
+
     params = [p for p in module.parameters() if p.requires_grad]
     n_params = int(sum(p.numel() for p in params))
-    elem = int(params[0].element_size()) if params else int(x.element_size())
-    records, y = _torch_records(module, x)
+    elem = int(params[0].element_size()) if params else 4
     linears = [m for m, _, _ in records if isinstance(m, torch.nn.Linear)]
     if _torch_dense_only(records, linears, n_params):
         widths = [int(m.out_features) for m in linears]
         return opts.mlp(widths, int(linears[0].in_features), elem)
     return opts.measured(
         records, _torch_macs, n_batch=n_batch, n_params=n_params, element_bytes=elem,
-        bytes_per_datum=lambda: x.element_size() * x.numel() / n_batch + _numel(y) * elem / n_batch,
+        bytes_per_datum=lambda: input_bytes / n_batch + output_elements * elem / n_batch,
         source="torch", exact="Linear/Conv",
     )
+
+
+class StepRecorder:
+    """Forward hooks on a torch model's leaf modules for one real training step.
+
+    :meth:`start` before the step registers them, :meth:`stop` after it removes them (both are
+    safe to call twice); the hooks record each leaf's input and output element counts exactly as
+    the one-forward-pass path does (losses and metrics modules left out, as a ``forward()``
+    would not call them). :meth:`working_sets` then gives the working sets, for a model that has
+    no usable ``forward()``.
+
+    Example:
+        >>> import torch
+        >>> net = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.ReLU(), torch.nn.Linear(16, 2))
+        >>> rec = StepRecorder(net)
+        >>> rec.start()
+        >>> net(torch.zeros(4, 8)).sum().backward()
+        >>> rec.stop()
+        >>> rec.working_sets(torch.zeros(4, 8), batch_size=4).widths
+        (16, 2)
+    """
+
+    def __init__(self, module: Any) -> None:
+        self.module = module
+        self.records: list[tuple[Any, int, int]] = []
+        self._handles: list[Any] = []
+
+    def start(self) -> None:
+        """Register the hooks (and forget earlier records)."""
+        self.stop()
+        self.records = []
+
+        def hook(m: Any, inp: Any, out: Any) -> None:
+            self.records.append((m, _numel(inp), _numel(out)))
+
+        self._handles = [m.register_forward_hook(hook) for m in _torch_leaves(self.module)]
+
+    def stop(self) -> None:
+        """Remove the hooks."""
+        for h in self._handles:
+            h.remove()
+        self._handles = []
+
+    def working_sets(
+        self,
+        batch: Any,
+        *,
+        batch_size: int,
+        n_samples: int | None = None,
+        bytes_per_datum: float | None = None,
+        optimizer_state: bool = False,
+    ) -> WorkingSets:
+        """The working sets from the recorded step (arguments as :func:`torch_working_sets`;
+        ``batch`` is the step's batch, ``batch_size`` its samples)."""
+        if not self.records:
+            raise ConfigurationError(
+                f"module {type(self.module).__name__!r} ran no submodule in the recorded training "
+                "step; wattwise needs at least one layer to measure working sets"
+            )
+        opts = _Options.of(batch_size, n_samples, bytes_per_datum, optimizer_state)
+        try:
+            x = first_input(batch)
+        except ConfigurationError:
+            x = None
+        import torch
+
+        if isinstance(x, torch.Tensor) and x.dim() > 0:
+            n_batch, input_bytes = int(x.shape[0]), float(x.element_size() * x.numel())
+        else:  # the input of the first layer that ran
+            n_batch, input_bytes = batch_size, 4.0 * self.records[0][1]
+        return _torch_from_records(self.module, self.records, opts, n_batch=n_batch,
+                                   input_bytes=input_bytes, output_elements=self.records[-1][2])
 
 
 def _numel(t: Any) -> int:
@@ -180,7 +265,7 @@ def _torch_records(module: Any, x: Any) -> tuple[list[tuple[Any, int, int]], Any
     pass in eval mode without gradients, and the output; training modes are restored."""
     import torch
 
-    leaves = [m for m in module.modules() if not any(True for _ in m.children())]
+    leaves = _torch_leaves(module)
     records: list[tuple[Any, int, int]] = []
 
     def hook(m: Any, inp: Any, out: Any) -> None:
@@ -203,6 +288,16 @@ def _torch_records(module: Any, x: Any) -> tuple[list[tuple[Any, int, int]], Any
             "needs at least one layer to measure working sets"
         )
     return records, y
+
+
+def _torch_leaves(module: Any) -> list[Any]:
+    """The leaf modules of ``module`` that are layers: losses and torchmetrics metrics left out
+    (a training step calls them; a forward pass does not)."""
+    import torch
+
+    return [m for m in module.modules() if not any(True for _ in m.children())
+            and not isinstance(m, torch.nn.modules.loss._Loss)
+            and not type(m).__module__.startswith("torchmetrics")]
 
 
 def _torch_dense_only(records: list[tuple[Any, int, int]], linears: list[Any], n_params: int) -> bool:

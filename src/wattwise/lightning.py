@@ -136,6 +136,7 @@ class _EnergyMonitorImpl:
                 "batch -> number of samples, e.g. batch_size_fn=lambda b: len(b['ids'])"
             )
         self._options = CallbackOptions(advice, coefficients, hardware, print_summary)
+        self._step: Any = None  # the first training step's StepRecorder, until the sizing check
         self.tracker = EnergyTracker(config=CallbackOptions.tracker_config(
             meters=meters, min_window_s=min_window_s, summary_path=summary_path,
             idle_baseline_s=idle_baseline_s, carbon_intensity_g_per_kwh=carbon_intensity_g_per_kwh,
@@ -247,9 +248,12 @@ class _EnergyMonitorImpl:
         except Exception:  # noqa: BLE001 - iterable datasets: unknown
             n_samples = None
         o = self._options
+        step, self._step = self._step, None
+        if step is not None:
+            step.stop()
         record_advice(self.tracker, check_torch_model(
             pl_module, batch, batch_size=count_samples(batch, self._batch_size_fn) or 1,
-            n_samples=n_samples, hardware=o.hardware, coefficients=o.coefficients))
+            n_samples=n_samples, hardware=o.hardware, coefficients=o.coefficients, step=step))
 
     # fit ------------------------------------------------------------------------------------
     def on_fit_start(self, trainer: Any, pl_module: Any) -> None:
@@ -263,6 +267,16 @@ class _EnergyMonitorImpl:
     def on_train_epoch_start(self, trainer: Any, pl_module: Any) -> None:
         if self.tracker.phase != "train":
             self.tracker.start_window("train", trainer.current_epoch)
+
+    def on_train_batch_start(self, trainer: Any, pl_module: Any, batch: Any,
+                             batch_idx: int) -> None:
+        # the sizing check's fallback: the working sets of the first real step, for a module
+        # without a usable forward() (hooks removed in _check_sizing, after that step)
+        if batch_idx == 0 and self._options.advice and self.tracker.advice_pending \
+                and self.tracker.global_rank == 0:
+            from wattwise.sizing import start_step_recorder
+
+            self._step = start_step_recorder(pl_module)
 
     def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any,
                            batch_idx: int) -> None:

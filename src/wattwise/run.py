@@ -110,12 +110,16 @@ class Run:
         head["unavailable_meters"] = {**head["unavailable_meters"], **stage.meters.unavailable}
 
     def try_advice(self, check: Any, *args: Any) -> None:
-        """Run the sizing check once; its failure leaves the advice null (logged at INFO)."""
+        """Run the sizing check once; its failure leaves the advice null, with one warning and
+        the reason in the summary's ``advice_error``."""
         self.advice_tried = True
         try:
             check(*args)
         except Exception as e:  # noqa: BLE001 - the advice never breaks training
+            reason = f"{type(e).__name__}: {e}"
             logging.getLogger("wattwise").info("%s: no sizing advice: %r", self.config.owner, e)
+            warn(f"{self.config.owner}: no sizing advice for this run ({reason})", WattwiseWarning)
+            self.head = {**self.head, "advice_error": reason}  # replaced: the writer reads it
 
     def set_advice(self, advice: dict[str, Any]) -> None:
         """Store the advice; with a planned fit, the model's forecast follows from it."""
@@ -210,4 +214,5 @@ class Run:
                        "gpu_devices": None if cfg.gpu_devices is None else list(cfg.gpu_devices)},
             "idle_baseline": None,
             "carbon_intensity": None if carbon is None else {"g_per_kwh": carbon, "source": source},
+            "advice_error": None,
         }

@@ -15,7 +15,7 @@ import json
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from wattwise._warn import warn
 from wattwise.errors import ConfigurationError, SizingWarning, WattwiseWarning
@@ -24,10 +24,14 @@ from wattwise.model.advise import Advice, advise
 from wattwise.model.coefficients import Coefficients, preset
 from wattwise.model.hierarchy import Hierarchy
 
+if TYPE_CHECKING:
+    from wattwise.introspect import StepRecorder
+
 __all__ = [
     "record_advice",
     "check_keras_model",
     "check_torch_model",
+    "start_step_recorder",
     "check_working_sets",
     "load_coefficients",
     "resolve_coefficients",
@@ -80,7 +84,7 @@ def resolve_coefficients(
     coefficients: Coefficients | str | os.PathLike[str] | Mapping[str, Any] | None,
     hierarchy: Hierarchy,
 ) -> Coefficients:
-    """None -> the paper's preset for the hierarchy's kind; a path -> loaded; a dict -> parsed."""
+    """None -> the default preset for the hierarchy's kind; a path -> loaded; a dict -> parsed."""
     if coefficients is None:
         return preset(hierarchy.kind)
     if isinstance(coefficients, Coefficients):
@@ -115,11 +119,15 @@ def check_torch_model(
     n_samples: int | None = None,
     hardware: str | Hierarchy = "auto",
     coefficients: Coefficients | str | os.PathLike[str] | None = None,
+    step: StepRecorder | None = None,
 ) -> Advice:
     """Sizing advice for a torch model (or LightningModule) at training start.
 
     Runs ONE forward pass on ``batch`` in eval mode without gradients and restores the
-    training mode.
+    training mode. When that fails (no ``forward()``: a LightningModule that calls
+    ``self.net(x)`` in ``training_step``; or a ``forward`` that does not take the batch input)
+    and ``step`` recorded a real training step on ``batch``, the working sets come from that
+    step instead (the advice notes it).
 
     Args:
         module: the model.
@@ -128,16 +136,52 @@ def check_torch_model(
         n_samples: training samples per epoch, when known (adds the dataset set).
         hardware: ``"auto"``, ``"cpu"``, ``"gpu"``, ``"butter-e-cpu"``, ``"butter-e-gpu"`` or a
             :class:`~wattwise.model.hierarchy.Hierarchy`.
-        coefficients: None (the paper's preset), a coefficients JSON path, or an object.
+        coefficients: None (the default preset for the hardware kind), a coefficients JSON
+            path, or an object.
+        step: a :class:`~wattwise.introspect.StepRecorder` that recorded the training step
+            on ``batch`` (the fallback), or None.
 
     Returns:
         :class:`~wattwise.model.advise.Advice` (``.far``, ``.text()``, ``.to_json()``).
+
+    Raises:
+        ConfigurationError: no working sets could be measured; the message says why (both
+            ways, with ``step``).
     """
     from wattwise.introspect import torch_working_sets
 
     _check_batch_size(batch_size)
-    ws = torch_working_sets(module, batch, batch_size=batch_size, n_samples=n_samples)
-    return check_working_sets(ws, n_samples=n_samples, hardware=hardware, coefficients=coefficients)
+    try:
+        ws = torch_working_sets(module, batch, batch_size=batch_size, n_samples=n_samples)
+        notes: tuple[str, ...] = ()
+    except Exception as e:
+        if step is None:
+            raise
+        why = f"{type(e).__name__}: {e}"
+        try:
+            ws = step.working_sets(batch, batch_size=batch_size, n_samples=n_samples)
+        except Exception as e2:
+            raise ConfigurationError(
+                f"no working sets: one forward pass failed ({why}), and the recorded first "
+                f"training step gave none either ({e2})") from e2
+        notes = (f"working sets measured from the first training step (forward hooks on the leaf "
+                 f"modules), because one forward pass failed: {why}",)
+    return check_working_sets(ws, n_samples=n_samples, hardware=hardware,
+                              coefficients=coefficients, notes=notes)
+
+
+def start_step_recorder(module: Any) -> StepRecorder | None:
+    """A :class:`~wattwise.introspect.StepRecorder` with its hooks on ``module``'s leaves, for
+    the callbacks to call right before the first training batch (None when the hooks cannot be
+    registered: the forward-pass path is then the only one; never raises)."""
+    from wattwise.introspect import StepRecorder
+
+    try:
+        rec = StepRecorder(module)
+        rec.start()
+    except Exception:  # noqa: BLE001 - the fallback is optional; the advice never breaks training
+        return None
+    return rec
 
 
 def check_keras_model(

@@ -14,7 +14,8 @@ def test_advise_widths_text(capsys):
                "--samples", "60000"])
     out = capsys.readouterr().out
     assert rc == 0
-    assert "NTP 669,706" in out and "FAR" in out and "option: shrink" in out
+    assert "NTP 669,706" in out and "FAR" in out and "option: batch size 256 (current)" in out
+    assert out.splitlines()[0].startswith("wattwise sizing advice") and "best option:" in out.splitlines()[0]
     assert "per epoch of 60,000 samples (estimate)" in out
 
 
@@ -64,6 +65,8 @@ def test_advise_plot_writes_png(tmp_path, capsys):
      "--depth '1'"),
     (["--shape", "rectangle", "--depth", "3", "--size", "10", "--outputs", "1"], "--inputs"),
     (["--widths", "4,4,1", "--batch-size", "0"], "--batch-size '0'"),
+    (["--widths", "4,4,1", "--batch-range", "64:8"], "--batch-range '64:8'"),
+    (["--widths", "4,4,1", "--batch-range", "64"], "--batch-range '64'"),
     (["--widths", "4,4,1", "--hardware", "tpu"], "--hardware 'tpu'"),
     (["--widths", "4,4,1", "--cache", "L2"], "--cache 'L2'"),
     (["--widths", "4,4,1", "--coefficients", "/nonexistent/c.json"], "--coefficients"),
@@ -83,3 +86,29 @@ def test_advise_help_has_examples(capsys):
         main(["advise", "--help"])
     assert e.value.code == 0
     assert "wattwise advise --widths 784,512,512,10" in capsys.readouterr().out
+
+
+def test_advise_json_has_batch_size_and_width_options_with_bands(capsys):
+    rc = main(["advise", "--widths", "64,128,128,10", "--batch-size", "64", "--hardware",
+               "butter-e-cpu", "--json"])
+    assert rc == 0
+    j = json.loads(capsys.readouterr().out)
+    kinds = [o["kind"] for o in j["options"]]
+    assert "batch_size" in kinds and "width" in kinds
+    assert kinds.index("width") > max(i for i, k in enumerate(kinds) if k == "batch_size")
+    assert [o["batch_size"] for o in j["options"] if o["direction"] == "current"] == [64]
+    for o in j["options"]:
+        lo, hi = o["estimated_joules_per_sample_band"]
+        assert lo < o["estimated_joules_per_sample"] < hi
+        assert o["memory"]["total_mib"] > 0 and "activations" in o["memory"]["counted"]
+    assert j["error_band"] == j["coefficients"]["cv_error"] > 0
+    assert j["coefficients"]["source"].startswith("refit-cpu")  # the default preset
+
+
+def test_advise_batch_range(capsys):
+    main(["advise", "--widths", "64,128,10", "--batch-size", "48", "--batch-range", "8:64",
+          "--hardware", "butter-e-gpu", "--json"])
+    j = json.loads(capsys.readouterr().out)
+    assert sorted(o["batch_size"] for o in j["options"] if o["kind"] == "batch_size") == \
+        [8, 16, 32, 48, 64]
+    assert j["batch_range"] == [8, 64]

@@ -78,7 +78,7 @@ def test_table4_literal_overpredicts_and_scale_correction():
     lit = Coefficients(TABLE4_PRINTED["gpu"], "gpu")
     ratio = butter_e.predict_run("529_pollen", "rectangle", 3, 256, "gpu", coefficients=lit) / 366690.5
     assert ratio > 500  # the printed table is off by the epoch count
-    c = preset("gpu")
+    c = preset("paper-gpu")
     assert c.k_e == 272000 and c.k_p == pytest.approx(3080 / 3000)
 
 

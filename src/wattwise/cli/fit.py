@@ -195,8 +195,11 @@ def _from_sweep_index(summary: dict[str, Any], path: Path, hardware: str | None)
 
     index_path = path.parent / "sweep.json"
     if not index_path.is_file():
-        raise _Skip("no sizing advice in the summary and no sweep.json next to it "
-                    "(train with advice=True so the callbacks store the model's working sets)")
+        err = summary.get("advice_error")
+        why = (f"the sizing check gave none: {err}" if err else
+               "the callbacks store it unless advice=False; summaries without an "
+               "advice_error field predate wattwise's warning about a failed check")
+        raise _Skip(f"no sizing advice in the summary ({why}) and no sweep.json next to it")
     index = _read_sweep_index(index_path)
     point = next((p for p in index["points"] if p.get("summary") == path.name), None)
     if point is None:

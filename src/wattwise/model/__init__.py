@@ -3,7 +3,8 @@
 Modules: :mod:`~wattwise.model.shapes` (BUTTER shapes, NTP, width search),
 :mod:`~wattwise.model.working_sets`, :mod:`~wattwise.model.hierarchy` (levels, placement,
 the paper's nodes), :mod:`~wattwise.model.energy` (features, prediction),
-:mod:`~wattwise.model.coefficients` (presets: Table 4 / 3000 except k_e; JSON format),
+:mod:`~wattwise.model.coefficients` (presets: the paper's Table 4 / 3000 except k_e, and a
+refit on the BUTTER-E run sample; JSON format),
 :mod:`~wattwise.model.butter_e` (paper reproduction), :mod:`~wattwise.model.fit` (refit; needs
 scipy), :mod:`~wattwise.model.advise` (sizing advice), :mod:`~wattwise.model.curves`
 (predicted J/sample against NTP and the cache boundaries, for ``wattwise advise --plot`` and

@@ -95,12 +95,13 @@ def predict_run(
         size: target parameter count.
         hardware: ``"cpu"`` or ``"gpu"`` (the paper's nodes) or a :class:`Hierarchy`.
         epochs: training epochs (BUTTER-E: 3000).
-        coefficients: default the paper's preset for the hardware kind.
+        coefficients: default the paper's preset for the hardware kind (``paper-cpu`` /
+            ``paper-gpu``: this module reproduces the paper).
         options: model options.
 
     Returns:
         Predicted energy of the whole run, in joules.
     """
     h = hierarchy_for(hardware)
-    k = coefficients or preset(h.kind)
+    k = coefficients or preset(f"paper-{h.kind}")
     return predict(run_feature_row(dataset, shape, depth, size, h, epochs, options), k)

@@ -1,10 +1,14 @@
-"""The model's predicted joules per sample against network size (NTP), and the cache boundaries.
+"""The model's predicted joules per sample against network size (NTP) or batch size, and the
+cache boundaries.
 
 For one BUTTER shape and depth, :func:`ntp_curve` walks log-spaced target sizes, builds the
 network at each, and records the model's predicted training energy per sample (an estimate)
 and the judged working set's footprint ratio at every cache level. Where that ratio first
 reaches 1 the set fills the level (the boundary); up to 2 it is *near* it, where the paper
-found training energy lowest. ``wattwise advise --plot`` and ``wattwise sweep`` draw it.
+found the energy *to reach a loss* lowest - not the energy per step these curves show, which
+only steps up where a set spills. :func:`batch_curve` does the same for one model over batch
+sizes (the activations in ``b`` grow with the batch). ``wattwise advise --plot`` draws both;
+``wattwise sweep`` the first.
 
 Pure functions, no I/O.
 
@@ -26,14 +30,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from wattwise.errors import ConfigurationError
-from wattwise.model.advise import footprints
+from wattwise.model.advise import footprints, rebatch_working_sets
 from wattwise.model.coefficients import Coefficients
 from wattwise.model.energy import joules_per_sample, pass_features
 from wattwise.model.hierarchy import Hierarchy
 from wattwise.model.shapes import network_widths
-from wattwise.model.working_sets import mlp_working_sets
+from wattwise.model.working_sets import WorkingSets, mlp_working_sets
 
-__all__ = ["NtpCurve", "log_spaced", "ntp_curve"]
+__all__ = ["BatchCurve", "NtpCurve", "batch_curve", "log_spaced", "ntp_curve"]
 
 
 def log_spaced(lo: int, hi: int, points: int) -> list[int]:
@@ -156,3 +160,79 @@ def ntp_curve(
         ys.append(joules_per_sample(pass_features(ws, hierarchy), coefficients, batch_size))
         rs.append({lr.level: lr.ratio for lr in footprints(ws, hierarchy, set_name)})
     return NtpCurve(tuple(xs), tuple(ys), tuple(rs), set_name)
+
+
+@dataclass(frozen=True)
+class BatchCurve:
+    """Predicted J/sample over batch sizes for one model, with the footprint ratios.
+
+    Attributes:
+        batch_sizes: batch sizes, increasing.
+        joules_per_sample: the model's predicted training energy per sample at each, J
+            (an estimate).
+        ratios: per batch size, cache level -> footprint of the judged set / the level's
+            capacity.
+        set_name: the judged working set.
+    """
+
+    batch_sizes: tuple[int, ...]
+    joules_per_sample: tuple[float, ...]
+    ratios: tuple[Mapping[str, float], ...]
+    set_name: str = "b"
+
+    @property
+    def boundaries(self) -> dict[str, int]:
+        """Cache level -> the first batch size at which the judged set fills it (ratio >= 1)."""
+        out: dict[str, int] = {}
+        for level in dict.fromkeys(lv for r in self.ratios for lv in r):
+            for j in range(1, len(self.batch_sizes)):
+                if self.ratios[j - 1][level] < 1.0 <= self.ratios[j][level]:
+                    out[level] = self.batch_sizes[j]
+                    break
+        return out
+
+    def to_json(self) -> dict[str, Any]:
+        """``{"batch_sizes": [...], "joules_per_sample": [...], "boundaries": {level: b}}``."""
+        return {"batch_sizes": list(self.batch_sizes),
+                "joules_per_sample": list(self.joules_per_sample),
+                "boundaries": self.boundaries, "set_name": self.set_name}
+
+
+def batch_curve(
+    ws: WorkingSets,
+    hierarchy: Hierarchy,
+    coefficients: Coefficients,
+    *,
+    min_batch: int = 1,
+    max_batch: int = 4096,
+    points: int = 80,
+    set_name: str = "b",
+) -> BatchCurve:
+    """The model's predicted J/sample against batch size for the model of ``ws``.
+
+    Args:
+        ws: the working sets at any batch size (rebatched exactly, see
+            :func:`~wattwise.model.advise.rebatch_working_sets`).
+        hierarchy: the memory hierarchy.
+        coefficients: the energy model's coefficients.
+        min_batch: the smallest batch size (default 1).
+        max_batch: the largest batch size (default 4096).
+        points: batch sizes, log-spaced (default 80).
+        set_name: the working set judged against the caches (default ``"b"``).
+
+    Example:
+        >>> from wattwise.model.working_sets import mlp_working_sets
+        >>> from wattwise.model.coefficients import preset
+        >>> from wattwise.model.hierarchy import BUTTER_E_GPU
+        >>> c = batch_curve(mlp_working_sets([256, 256, 10], 256, 64), BUTTER_E_GPU,
+        ...                 preset("gpu"), max_batch=16384)
+        >>> c.boundaries["L2"]
+        10024
+    """
+    sizes = log_spaced(min_batch, max_batch, points)
+    ys, rs = [], []
+    for b in sizes:
+        w = rebatch_working_sets(ws, b)
+        ys.append(joules_per_sample(pass_features(w, hierarchy), coefficients, b))
+        rs.append({lr.level: lr.ratio for lr in footprints(w, hierarchy, set_name)})
+    return BatchCurve(tuple(sizes), tuple(ys), tuple(rs), set_name)

@@ -12,7 +12,7 @@ Example:
     >>> ws = mlp_working_sets([13, 13, 1], 4, 256, n_obs=3848, bytes_per_datum=20)
     >>> pf = pass_features(ws, BUTTER_E_GPU)
     >>> round(predict(run_features(pf, epochs=3000, train_batches=13, test_batches=4),
-    ...               preset("gpu")) / 1000, 1)
+    ...               preset("paper-gpu")) / 1000, 1)
     369.6
 """
 
