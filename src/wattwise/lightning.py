@@ -235,11 +235,11 @@ class _EnergyMonitorImpl:
             for logger in trainer.loggers:
                 logger.log_metrics(metrics, step=trainer.global_step)
 
-    def _check_sizing(self, pl_module: Any, batch: Any) -> None:
+    def _check_sizing(self, pl_module: Any, batch: Any) -> Any:
         if self.tracker.global_rank != 0:
-            return
+            return None
         from wattwise.samples import count_samples
-        from wattwise.sizing import check_torch_model, record_advice
+        from wattwise.sizing import deferred_torch_advice
 
         try:
             loaders = pl_module.trainer.train_dataloader
@@ -251,9 +251,10 @@ class _EnergyMonitorImpl:
         step, self._step = self._step, None
         if step is not None:
             step.stop()
-        record_advice(self.tracker, check_torch_model(
-            pl_module, batch, batch_size=count_samples(batch, self._batch_size_fn) or 1,
-            n_samples=n_samples, hardware=o.hardware, coefficients=o.coefficients, step=step))
+        return deferred_torch_advice(  # the model runs off the training thread
+            self.tracker, pl_module, batch,
+            batch_size=count_samples(batch, self._batch_size_fn) or 1, n_samples=n_samples,
+            hardware=o.hardware, coefficients=o.coefficients, step=step)
 
     # fit ------------------------------------------------------------------------------------
     def on_fit_start(self, trainer: Any, pl_module: Any) -> None:

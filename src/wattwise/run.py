@@ -9,6 +9,8 @@ from __future__ import annotations
 import logging
 import os
 import platform
+import threading
+from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import Any
 
@@ -21,7 +23,38 @@ from wattwise.meterset import MeterSet
 from wattwise.records import EpochRecord
 from wattwise.summary import SCHEMA_VERSION, RunSnapshot, StageSnapshot, SummaryFile
 
-__all__ = ["Run", "Stage", "now_iso"]
+__all__ = ["Deferred", "Run", "Stage", "now_iso"]
+
+
+class Deferred:
+    """Work split between a daemon thread and the training thread: ``compute()`` (pure: no
+    framework, no tracker, no warnings) off the training thread, then ``finish(result)`` on it.
+    An exception in ``compute`` is re-raised by :meth:`finish`."""
+
+    def __init__(self, compute: Callable[[], Any], finish: Callable[[Any], None]) -> None:
+        self._compute, self._finish = compute, finish
+        self._result: Any = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="wattwise-advice", daemon=True)
+
+    def _run(self) -> None:
+        try:
+            self._result = self._compute()
+        except BaseException as e:  # noqa: BLE001 - handed to the training thread
+            self._error = e
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def done(self, wait_s: float = 0.0) -> bool:
+        if wait_s > 0:
+            self._thread.join(wait_s)
+        return not self._thread.is_alive()
+
+    def finish(self) -> None:
+        if self._error is not None:
+            raise self._error
+        self._finish(self._result)
 
 
 def now_iso() -> str:
@@ -76,6 +109,7 @@ class Run:
                 warn(f"{config.owner}({moved})", WattwiseWarning)
         self.advice: dict[str, Any] | None = None
         self.advice_tried = False
+        self._deferred: Deferred | None = None
         self.forecast: Forecast | None = None
         self.announce_forecast = False
         self.t0 = self.t = 0.0
@@ -111,15 +145,43 @@ class Run:
 
     def try_advice(self, check: Any, *args: Any) -> None:
         """Run the sizing check once; its failure leaves the advice null, with one warning and
-        the reason in the summary's ``advice_error``."""
+        the reason in the summary's ``advice_error``.
+
+        ``check(*args)`` runs on the calling (training) thread. When it returns a
+        :class:`Deferred`, its ``compute()`` (the pure model: no framework, no tracker) runs on
+        a daemon thread and its ``finish(result)`` back on the training thread, at the next
+        :meth:`collect_advice` (epoch ends; the stage end waits for it).
+        """
         self.advice_tried = True
         try:
-            check(*args)
+            deferred = check(*args)
         except Exception as e:  # noqa: BLE001 - the advice never breaks training
-            reason = f"{type(e).__name__}: {e}"
-            logging.getLogger("wattwise").info("%s: no sizing advice: %r", self.config.owner, e)
-            warn(f"{self.config.owner}: no sizing advice for this run ({reason})", WattwiseWarning)
-            self.head = {**self.head, "advice_error": reason}  # replaced: the writer reads it
+            self._advice_failed(e)
+            return
+        if isinstance(deferred, Deferred):
+            self._deferred = deferred
+            deferred.start()
+
+    def collect_advice(self, wait_s: float = 0.0) -> None:
+        """Finish a background sizing check that is done (waiting up to ``wait_s``)."""
+        deferred = self._deferred
+        if deferred is None or not deferred.done(wait_s):
+            if deferred is not None and wait_s > 0:
+                self._deferred = None
+                self._advice_failed(TimeoutError(
+                    f"the sizing check did not finish within {wait_s:g} s"))
+            return
+        self._deferred = None
+        try:
+            deferred.finish()
+        except Exception as e:  # noqa: BLE001 - the advice never breaks training
+            self._advice_failed(e)
+
+    def _advice_failed(self, e: BaseException) -> None:
+        reason = f"{type(e).__name__}: {e}"
+        logging.getLogger("wattwise").info("%s: no sizing advice: %r", self.config.owner, e)
+        warn(f"{self.config.owner}: no sizing advice for this run ({reason})", WattwiseWarning)
+        self.head = {**self.head, "advice_error": reason}  # replaced: the writer reads it
 
     def set_advice(self, advice: dict[str, Any]) -> None:
         """Store the advice; with a planned fit, the model's forecast follows from it."""

@@ -170,6 +170,64 @@ def check_torch_model(
                               coefficients=coefficients, notes=notes)
 
 
+def deferred_torch_advice(
+    tracker: Any,
+    module: Any,
+    batch: Any,
+    *,
+    batch_size: int,
+    n_samples: int | None = None,
+    hardware: str | Hierarchy = "auto",
+    coefficients: Coefficients | str | os.PathLike[str] | None = None,
+    step: StepRecorder | None = None,
+) -> Any:
+    """The callbacks' sizing check, off the critical path: for
+    :meth:`~wattwise.tracker.EnergyTracker.check_advice`.
+
+    On the training thread only the working sets are taken: from ``step`` (the first real
+    training step, recorded by forward hooks: no extra forward pass) when it recorded one, else
+    from one forward pass on ``batch``. The model (:func:`check_working_sets`: hierarchy,
+    coefficients, options) runs on a daemon thread; the advice is recorded
+    (:func:`record_advice`) back on the training thread at the next epoch end.
+
+    Returns:
+        a :class:`wattwise.run.Deferred`.
+
+    Raises:
+        ConfigurationError: no working sets could be measured (the tracker records why).
+    """
+    from wattwise.run import Deferred
+
+    _check_batch_size(batch_size)
+    ws = None
+    notes: tuple[str, ...] = ()
+    step_error = None
+    if step is not None:
+        try:
+            ws = step.working_sets(batch, batch_size=batch_size, n_samples=n_samples)
+            notes = ("working sets measured from the first training step (forward hooks on the "
+                     "leaf modules; no extra forward pass)",)
+        except Exception as e:  # noqa: BLE001 - the forward pass below is the other way
+            step_error = e
+    if ws is None:
+        from wattwise.introspect import torch_working_sets
+
+        try:
+            ws = torch_working_sets(module, batch, batch_size=batch_size, n_samples=n_samples)
+        except Exception as e:
+            if step_error is None:
+                raise
+            raise ConfigurationError(
+                f"no working sets: the recorded first training step gave none ({step_error}), "
+                f"and one forward pass failed ({type(e).__name__}: {e})") from e
+
+    def compute() -> Advice:
+        return check_working_sets(ws, n_samples=n_samples, hardware=hardware,
+                                  coefficients=coefficients, notes=notes)
+
+    return Deferred(compute, lambda advice: record_advice(tracker, advice))
+
+
 def start_step_recorder(module: Any) -> StepRecorder | None:
     """A :class:`~wattwise.introspect.StepRecorder` with its hooks on ``module``'s leaves, for
     the callbacks to call right before the first training batch (None when the hooks cannot be

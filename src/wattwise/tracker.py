@@ -45,6 +45,7 @@ __all__ = ["PHASES", "EnergyTracker", "RunStatus"]
 
 RunStatus = Literal["running", "completed", "interrupted", "failed"]
 _ENDED = ("completed", "interrupted", "failed")
+_ADVICE_WAIT_S = 30.0  # the longest a completed stage's end waits for a background sizing check
 _monotonic = time.monotonic
 
 
@@ -217,6 +218,7 @@ class EnergyTracker:
         if stage is None or run is None:
             return self._last_summary
         try:
+            run.collect_advice(_ADVICE_WAIT_S if status == "completed" else 0.0)
             if not self._guard.broken:
                 self._read()
                 if stage.ledger.epoch_open:
@@ -355,6 +357,7 @@ class EnergyTracker:
         run, stage = self._run, self._stage
         run.epochs.append(rec)  # type: ignore[union-attr]
         run.epoch_ended(stage, rec)  # type: ignore[union-attr,arg-type]
+        run.collect_advice()  # type: ignore[union-attr]
         self._write()
         return rec
 
@@ -506,7 +509,9 @@ class EnergyTracker:
 
     def check_advice(self, check: Callable[..., Any], *args: Any) -> None:
         """Run the sizing check ``check(*args)`` once per run; its failure leaves the advice
-        null (logged at INFO), never stops training nor measurement."""
+        null (one warning), never stops training nor measurement. When ``check`` returns a
+        :class:`~wattwise.run.Deferred`, its pure part runs on a daemon thread and its result is
+        recorded at the next epoch end (the stage end waits for it, up to 30 s)."""
         self._require_run("check_advice()").try_advice(check, *args)
 
     def guard(self, what: str, fn: Callable[..., Any], *args: Any) -> Any:

@@ -70,7 +70,7 @@ def test_module_without_forward_gets_advice_from_the_first_training_step(lit_api
     assert advice is not None and summary["advice_error"] is None
     assert advice["working_sets"]["widths"] == [8, 2]  # the MLP inside, loss module left out
     assert advice["working_sets"]["batch_size"] == 4
-    assert any("first training step" in n and "forward" in n for n in advice["notes"])
+    assert any("first training step" in n and "hooks" in n for n in advice["notes"])
     assert {o["kind"] for o in advice["options"]} >= {"batch_size"}
     assert not [w for w in caught if "no sizing advice" in str(w.message)]
 
@@ -79,7 +79,8 @@ def test_both_paths_give_the_same_advice(lit_api: Api, tmp_path: Path) -> None:
     without, _ = _fit(lit_api, tmp_path / "a", _module(lit_api, with_forward=False))
     with_fwd, _ = _fit(lit_api, tmp_path / "b", _module(lit_api, with_forward=True))
     assert without["advice"]["working_sets"] == with_fwd["advice"]["working_sets"]
-    assert not any("first training step" in n for n in with_fwd["advice"]["notes"])
+    # both from the recorded step: the callback runs no extra forward pass
+    assert any("no extra forward pass" in n for n in with_fwd["advice"]["notes"])
 
 
 def test_no_advice_is_one_warning_with_the_reason_in_the_summary(lit_api: Api, tmp_path: Path,
