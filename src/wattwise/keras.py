@@ -302,17 +302,19 @@ class EnergyMonitor(keras.callbacks.Callback):  # type: ignore[misc]
         except Exception as e:  # noqa: BLE001 - logging never kills training
             warn(f"EnergyMonitor: writing TensorBoard scalars failed ({e!r})", WattwiseWarning)
 
-    def _check_sizing(self) -> None:
-        from wattwise.sizing import check_keras_model, record_advice
+    def _check_sizing(self) -> Any:
+        from wattwise.introspect import keras_working_sets
+        from wattwise.sizing import deferred_advice
 
         inputs = self._samples.sizing_inputs()
         batch = zeros_batch(self.model, inputs[0]) if inputs else None
         if inputs is None or batch is None:
             raise ConfigurationError("the model has no static input shapes")
-        advice = check_keras_model(  # Keras gives callbacks no batch: zeros of the input shapes
-            self.model, batch, batch_size=inputs[0], n_samples=inputs[1],
-            hardware=self._options.hardware, coefficients=self._options.coefficients)
-        record_advice(self.tracker, advice)
+        ws = keras_working_sets(  # Keras gives callbacks no batch: zeros of the input shapes
+            self.model, batch, batch_size=inputs[0], n_samples=inputs[1])
+        return deferred_advice(  # the model runs off the training thread
+            self.tracker, ws, n_samples=inputs[1], hardware=self._options.hardware,
+            coefficients=self._options.coefficients)
 
 
 class _StepEnergyMonitor(EnergyMonitor):

@@ -26,6 +26,7 @@ from wattwise.model.hierarchy import Hierarchy
 
 if TYPE_CHECKING:
     from wattwise.introspect import StepRecorder
+    from wattwise.model.working_sets import WorkingSets
 
 __all__ = [
     "record_advice",
@@ -196,8 +197,6 @@ def deferred_torch_advice(
     Raises:
         ConfigurationError: no working sets could be measured (the tracker records why).
     """
-    from wattwise.run import Deferred
-
     _check_batch_size(batch_size)
     ws = None
     notes: tuple[str, ...] = ()
@@ -220,6 +219,17 @@ def deferred_torch_advice(
             raise ConfigurationError(
                 f"no working sets: the recorded first training step gave none ({step_error}), "
                 f"and one forward pass failed ({type(e).__name__}: {e})") from e
+
+    return deferred_advice(tracker, ws, n_samples=n_samples, hardware=hardware,
+                           coefficients=coefficients, notes=notes)
+
+
+def deferred_advice(tracker: Any, ws: WorkingSets, *, n_samples: int | None,
+                    hardware: str | Hierarchy, coefficients: Any,
+                    notes: tuple[str, ...] = ()) -> Any:
+    """A :class:`wattwise.run.Deferred` that runs :func:`check_working_sets` on a daemon
+    thread and :func:`record_advice` back on the training thread."""
+    from wattwise.run import Deferred
 
     def compute() -> Advice:
         return check_working_sets(ws, n_samples=n_samples, hardware=hardware,
