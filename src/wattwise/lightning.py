@@ -261,7 +261,7 @@ class _EnergyMonitorImpl:
             self.tracker.start_window("train", trainer.current_epoch)
 
     def on_train_epoch_start(self, trainer: Any, pl_module: Any) -> None:
-        if self.tracker.phase != "train":
+        if self.tracker.current_phase != "train":
             self.tracker.start_window("train", trainer.current_epoch)
 
     def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any,
