@@ -2,7 +2,7 @@
 
 Runs on CPU in seconds::
 
-    python examples/fabric_mlp.py                 # CSV logs under ./fabric_logs
+    python examples/lightning_fabric_mlp.py                 # CSV logs under ./fabric_logs
     cat fabric_logs/mlp/version_0/metrics.csv     # energy/train_joules_per_sample, ...
 
 ``EnergyLogger(fabric)`` reads node-wide counters once per node and NVML for the GPU each
