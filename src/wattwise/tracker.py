@@ -396,7 +396,9 @@ class EnergyTracker:
         ledger = self._ledger
         if ledger is None or not ledger.epoch_open:
             return None
-        return self._quietly(failed, "ending an epoch", self.end_epoch, complete=not failed)
+        rec: EpochRecord | None = self._quietly(failed, "ending an epoch", self.end_epoch,
+                                                complete=not failed)
+        return rec
 
     @guarded("starting a window")
     def _enter_phase(self, phase: str) -> tuple[Ledger, int] | None:
@@ -419,7 +421,7 @@ class EnergyTracker:
             return fn(**kwargs)
         try:
             return fn(**kwargs)
-        except Exception as e:
+        except Exception as e:  # noqa: BLE001 - the body's exception is the one to see
             self._guard.fail(what, e)
             return None
 

@@ -11,8 +11,8 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import assert_one_line_error, run_cli
+
 from wattwise.testing import fake_rapl_zone
 
 SRC = str(Path(__file__).resolve().parents[2] / "src")
