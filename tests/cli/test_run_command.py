@@ -67,17 +67,21 @@ def test_auto_meters_and_the_default_summary_path(zone: Path, tmp_path: Path,
     assert "joules" not in result.err  # --quiet: no table
 
 
-def test_a_signal_is_forwarded_and_the_exit_code_is_128_plus_it(zone: Path, tmp_path: Path) -> None:
-    """The child asks its parent (wattwise) to stop; wattwise passes SIGTERM on to the child."""
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_a_signal_is_forwarded_and_the_exit_code_is_128_plus_it(
+        zone: Path, tmp_path: Path, sig: signal.Signals) -> None:
+    """The child asks its parent (wattwise, not on a terminal) to stop; wattwise passes the
+    signal on to the child, which dies of it (Python re-raises an uncaught SIGINT)."""
     out = tmp_path / "term.json"
-    child = ("import os, signal, time\nos.kill(os.getppid(), signal.SIGTERM)\n"
+    child = (f"import os, signal, time\nos.kill(os.getppid(), signal.{sig.name})\n"
              "time.sleep(60)\n")
     proc = subprocess.run([sys.executable, "-m", "wattwise", "run", "--meters", "rapl",
                            "--summary", str(out), "--", sys.executable, "-c", child],
-                          capture_output=True, text=True, timeout=60, env=dict(os.environ))
-    assert proc.returncode == 128 + signal.SIGTERM, proc.stderr
+                          capture_output=True, text=True, timeout=60, env=dict(os.environ),
+                          stdin=subprocess.DEVNULL)
+    assert proc.returncode == 128 + sig, proc.stderr
     summary = json.loads(out.read_text())
-    assert summary["status"] == "interrupted" and "SIGTERM" in summary["error"]
+    assert summary["status"] == "interrupted" and sig.name in summary["error"]
 
 
 def test_the_plain_loop_example_under_wattwise_run(zone: Path, tmp_path: Path,

@@ -79,3 +79,26 @@ def test_a_failing_loop_is_recorded_and_raises(tmp_path: Path) -> None:
 def test_not_a_fabric_is_refused() -> None:
     with pytest.raises(ConfigurationError, match="EnergyLogger\\(fabric="):
         EnergyLogger(object())
+
+
+def test_step_level_energy_is_logged(tmp_path: Path) -> None:
+    fabric = Fabric(accelerator="cpu", devices=1, loggers=CSVLogger(tmp_path, name="steps"))
+    fabric.launch()
+    meter = FakeMeter(("cpu:package-0",))
+    energy = EnergyLogger(fabric, meters=[meter], summary_path=None, print_summary=False,
+                          log_every_n_steps=2, min_window_s=0.0)
+    steps = []
+    with energy, energy.epoch(step=100), energy.phase("train"):
+        for _ in range(4):
+            meter.advance(1.0)
+            rec = energy.count_batch(torch.zeros(5, 3))
+            if rec is not None:
+                steps.append((rec.step, rec.joules, rec.samples))
+    fabric.logger.finalize("success")
+    assert steps == [(1, 2.0, 10), (3, 2.0, 10)]
+    rows = list(csv.DictReader((Path(fabric.logger.log_dir) / "metrics.csv").open()))
+    step_rows = [r for r in rows if r.get("energy/train_step_joules")]
+    assert [(int(r["step"]), float(r["energy/train_step_joules"])) for r in step_rows] == [
+        (1, 2.0), (3, 2.0)]
+    [epoch_row] = [r for r in rows if r.get("energy/train_joules")]
+    assert int(epoch_row["step"]) == 100 and float(epoch_row["energy/train_joules"]) == 4.0
