@@ -205,15 +205,13 @@ class EnergyLogger:
         """Log an epoch's phases, summed over ranks (a collective under DDP: call it on every
         rank), on global rank 0 at ``step`` (default: the epoch number); returns the metrics."""
         world = int(getattr(self.fabric, "world_size", 1) or 1)
+        mine = None if rec is None else dict(rec.phases)
+        gathered = _gather(world, (mine, bool(self.tracker.meters)))  # one collective an epoch
         out: dict[str, float] = {}
-        phases = sorted(rec.phases) if rec is not None else []
-        if world > 1:  # every rank must agree on the phases: rank 0's list
-            phases = _gather(world, phases)[0]
-        for p in phases:
-            mine: PhaseRecord | None = rec.phases.get(p) if rec is not None else None
-            gathered = _gather(world, (mine, bool(self.tracker.meters)))
-            if any(r is not None for r, _ in gathered):
-                out.update(metric_keys(reduce_records(gathered), "lightning"))
+        for p in sorted({p for phases, _ in gathered if phases for p in phases}):
+            recs: list[tuple[PhaseRecord | None, bool]] = [
+                (None if phases is None else phases.get(p), m) for phases, m in gathered]
+            out.update(metric_keys(reduce_records(recs), "lightning"))
         if out and rec is not None:
             self._log(out, rec.epoch if step is None else step)
         return out

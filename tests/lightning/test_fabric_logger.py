@@ -102,3 +102,31 @@ def test_step_level_energy_is_logged(tmp_path: Path) -> None:
         (1, 2.0), (3, 2.0)]
     [epoch_row] = [r for r in rows if r.get("energy/train_joules")]
     assert int(epoch_row["step"]) == 100 and float(epoch_row["energy/train_joules"]) == 4.0
+
+
+def test_fabric_ddp_counts_node_counters_once(tmp_path: Path) -> None:
+    """2-process CPU DDP: RAPL read on local rank 0 only, samples summed over both ranks."""
+    import os
+    import subprocess
+    import sys
+
+    from wattwise.testing import fake_rapl_zone
+
+    fake_rapl_zone(tmp_path / "powercap" / "intel-rapl:0", "package-0", 5_000_000)
+    script = Path(__file__).with_name("_fabric_ddp_script.py")
+    src = str(Path(__file__).resolve().parents[2] / "src")
+    env = dict(os.environ, WATTWISE_RAPL_ROOT=str(tmp_path / "powercap"),
+               PYTHONPATH=src + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    proc = subprocess.run([sys.executable, str(script), str(tmp_path)], capture_output=True,
+                          text=True, timeout=300, cwd=tmp_path, env=env)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
+    rank0 = json.loads((tmp_path / "published.rank0.json").read_text())
+    rank1 = json.loads((tmp_path / "published.rank1.json").read_text())
+    assert [e["meters"] for e in rank0] == [["rapl"]] * 2 and [e["meters"] for e in rank1] == [[]] * 2
+    assert [e["samples"] for e in rank0 + rank1] == [8] * 4
+    rows = list(csv.DictReader(next(tmp_path.rglob("metrics.csv")).open()))
+    assert [int(r["step"]) for r in rows] == [0, 1]
+    for r in rows:  # 2 J per epoch (rank 0's counter), 16 samples over both ranks
+        assert float(r["energy/train_joules"]) == pytest.approx(2.0)
+        assert float(r["energy/train_joules_per_sample"]) == pytest.approx(2.0 / 16)
+    assert (tmp_path / "run.json").exists() and (tmp_path / "run.rank1.json").exists()
