@@ -7,6 +7,10 @@ a ``.run2`` suffix instead of overwriting the first); only :meth:`load_state_dic
 checkpoint) carries totals over. Meters the tracker opened by name are opened for each stage
 and closed at its end; meter instances the user passed are never closed.
 
+**Blocks.** ``with tracker:`` is a run (begun and ended, the error recorded); ``with
+tracker.epoch():`` an auto-numbered epoch and ``with tracker.phase("train"):`` a window, each
+closed when its body raises (:class:`EpochBlock`, :class:`PhaseBlock`).
+
 **Failures.** With ``on_error="warn"`` (the callbacks) an error inside measurement is one
 :class:`~wattwise.errors.MeterWarning`; measurement stops, training goes on, what was measured
 is kept. A stage an uncaught exception ends is ``"failed"`` (see :mod:`wattwise._lifecycle`).
