@@ -679,9 +679,9 @@ def test_windows_plus_other_equal_counter_movement(
             meters[arg].advance(x)
         elif op == "start":
             t.start_window(arg, epochs)
-        elif op == "end" and t.phase is not None:
+        elif op == "end" and t.current_phase is not None:
             windows.append(t.end_window().joules or 0.0)
-        elif op == "batch" and t.phase is not None:
+        elif op == "batch" and t.current_phase is not None:
             t.add_batch(arg)
             samples += arg
         elif op == "step":

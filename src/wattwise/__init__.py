@@ -19,6 +19,7 @@ from wattwise.errors import (
     WattwiseError,
     WattwiseWarning,
 )
+from wattwise.measuring import measure
 from wattwise.meters.base import Meter, Reading
 from wattwise.records import EpochRecord, PhaseRecord, StepRecord
 from wattwise.report import RunSummary, load_summary
@@ -27,6 +28,7 @@ from wattwise.tracker import EnergyTracker
 __all__ = [
     "__version__",
     "EnergyTracker",
+    "measure",
     "TrackerConfig",
     "PhaseRecord",
     "EpochRecord",

@@ -271,6 +271,23 @@ class Ledger:
         return rec
 
     @property
+    def depth(self) -> int:
+        """How many windows are open."""
+        return len(self._stack)
+
+    def next_epoch(self) -> int:
+        """The epoch a window opened now belongs to: the open epoch's, else a mid-epoch
+        checkpoint's, else the one after this stage's last epoch, else the complete epochs so
+        far (a restored run's count, 0 for a fresh one)."""
+        if self._stack:
+            return self._stack[-1].epoch
+        if self._epoch_num is not None:
+            return self._epoch_num
+        if self._resume is not None:
+            return int(self._resume[0])
+        return self.epochs[-1].epoch + 1 if self.epochs else self.epochs_completed()
+
+    @property
     def resume_epoch(self) -> int | None:
         """The epoch a mid-epoch checkpoint was taken in, until a window continues it."""
         return None if self._resume is None else self._resume[0]

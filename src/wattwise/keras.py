@@ -224,7 +224,7 @@ class EnergyMonitor(keras.callbacks.Callback):  # type: ignore[misc]
         self.tracker.start_window("train", int(epoch))
 
     def _end_train_window(self) -> None:
-        if self.tracker.phase == "train":
+        if self.tracker.current_phase == "train":
             self._add(self._samples.train_batches(self.model, self.params))
             self.tracker.end_window()
 
@@ -246,7 +246,7 @@ class EnergyMonitor(keras.callbacks.Callback):  # type: ignore[misc]
     # evaluate and predict: validation inside fit, or stages of their own ----------------------
     def on_test_begin(self, logs: Mapping[str, Any] | None = None) -> None:
         if self.tracker.stage == "fit":
-            epoch = self.tracker.epoch or 0
+            epoch = self.tracker.current_epoch or 0
             self._end_train_window()  # validation is a phase of its own
             problem = self._samples.begin_eval(self.model, "evaluate", "validate")
             if problem:
@@ -256,7 +256,7 @@ class EnergyMonitor(keras.callbacks.Callback):  # type: ignore[misc]
             self._standalone_begin("test", "evaluate")
 
     def on_test_end(self, logs: Mapping[str, Any] | None = None) -> None:
-        if self.tracker.phase == "validate":
+        if self.tracker.current_phase == "validate":
             self._add(self._samples.eval_batches())
             self.tracker.end_window()
         elif self.tracker.stage == "test":
@@ -323,7 +323,7 @@ class _StepEnergyMonitor(EnergyMonitor):
     synchronously, the price of step-level readings)."""
 
     def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
-        if self.tracker.phase != "train":
+        if self.tracker.current_phase != "train":
             return
         sizes = self._samples.step_batches(batch)
         rec = self.tracker.add_batch(sum(sizes), len(sizes)) if sizes else None

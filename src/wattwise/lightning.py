@@ -266,7 +266,7 @@ class _EnergyMonitorImpl:
             self.tracker.start_window("train", trainer.current_epoch)
 
     def on_train_epoch_start(self, trainer: Any, pl_module: Any) -> None:
-        if self.tracker.phase != "train":
+        if self.tracker.current_phase != "train":
             self.tracker.start_window("train", trainer.current_epoch)
 
     def on_train_batch_start(self, trainer: Any, pl_module: Any, batch: Any,

@@ -7,6 +7,10 @@ a ``.run2`` suffix instead of overwriting the first); only :meth:`load_state_dic
 checkpoint) carries totals over. Meters the tracker opened by name are opened for each stage
 and closed at its end; meter instances the user passed are never closed.
 
+**Blocks.** ``with tracker:`` is a run (begun and ended, the error recorded); ``with
+tracker.epoch():`` an auto-numbered epoch and ``with tracker.phase("train"):`` a window, each
+closed when its body raises (:class:`EpochBlock`, :class:`PhaseBlock`).
+
 **Failures.** With ``on_error="warn"`` (the callbacks) an error inside measurement is one
 :class:`~wattwise.errors.MeterWarning`; measurement stops, training goes on, what was measured
 is kept. A stage an uncaught exception ends is ``"failed"`` (see :mod:`wattwise._lifecycle`).
@@ -41,7 +45,7 @@ from wattwise.run import Run, Stage
 from wattwise.samples import count_samples
 from wattwise.summary import render
 
-__all__ = ["PHASES", "EnergyTracker", "RunStatus"]
+__all__ = ["PHASES", "EnergyTracker", "EpochBlock", "PhaseBlock", "RunStatus"]
 
 RunStatus = Literal["running", "completed", "interrupted", "failed"]
 _ENDED = ("completed", "interrupted", "failed")
@@ -123,6 +127,7 @@ class EnergyTracker:
         self._every = config.log_every_n_steps  # (read on every batch)
         self._min_window_s = config.min_window_s
         self._last_summary: dict[str, Any] | None = None
+        self._epoch_block: int | None = None  # the number of the open ``with epoch()`` block
 
     # runs and stages -----------------------------------------------------------------------
     def start(self, *, hardware: Mapping[str, Any] | None = None,
@@ -347,19 +352,88 @@ class EnergyTracker:
         return ledger.close()
 
     @guarded("ending an epoch")
-    def end_epoch(self) -> EpochRecord | None:
+    def end_epoch(self, *, complete: bool = True) -> EpochRecord | None:
         """Close the epoch (open windows first; several windows of a phase are summed) and
-        have the summary rewritten by the background writer."""
+        have the summary rewritten by the background writer. ``complete=False`` records an
+        epoch the loop broke out of (not counted in ``epochs_completed``)."""
         ledger = self._require("end_epoch()")
         if ledger.phase is not None:
             self._read()
-        rec = ledger.end_epoch()
+        rec = ledger.end_epoch(complete=complete)
         run, stage = self._run, self._stage
         run.epochs.append(rec)  # type: ignore[union-attr]
         run.epoch_ended(stage, rec)  # type: ignore[union-attr,arg-type]
         run.collect_advice()  # type: ignore[union-attr]
         self._write()
         return rec
+
+    # blocks: epochs and phases as context managers -----------------------------------------
+    def epoch(self) -> EpochBlock:
+        """``with tracker.epoch():`` one epoch, numbered automatically (0, 1, 2, ... within the
+        stage; a restored run continues its checkpoint's count). Leaving the block ends the
+        epoch (:meth:`end_epoch`), also when the body raises: the epoch is then recorded as
+        incomplete and the exception propagates. ``as`` gives an :class:`EpochBlock` whose
+        ``record`` is the :class:`~wattwise.records.EpochRecord` after the block (None for an
+        epoch in which no phase window was opened: it records nothing)."""
+        return EpochBlock(self)
+
+    def phase(self, phase: str) -> PhaseBlock:
+        """``with tracker.phase("train"):`` a window of ``phase`` (``train``, ``validate``,
+        ``test``, ``predict``) in the open ``with epoch()`` block, else in the open epoch (or
+        the next one; :meth:`end_epoch` or :meth:`finish` ends it). Leaving the block closes the
+        window, also when the body raises (the exception propagates); a block inside another
+        pauses the outer one. ``as`` gives a :class:`PhaseBlock` whose ``record`` is the
+        window's :class:`~wattwise.records.PhaseRecord` after the block."""
+        if phase not in PHASES:
+            raise ConfigurationError(f"EnergyTracker.phase(phase={phase!r}): expected one of "
+                                     f"{PHASES!r}")
+        return PhaseBlock(self, phase)
+
+    @guarded("starting an epoch")
+    def _enter_epoch(self) -> int | None:
+        ledger = self._require("epoch()")
+        if self._epoch_block is not None:
+            raise WattwiseError(f"EnergyTracker.epoch(): epoch {self._epoch_block} is open; "
+                                "epoch blocks do not nest")
+        if ledger.epoch_open:
+            raise WattwiseError(f"EnergyTracker.epoch(): epoch {ledger.next_epoch()} is open "
+                                "(windows begun outside an epoch block); call end_epoch() first")
+        self._epoch_block = ledger.next_epoch()
+        return self._epoch_block
+
+    def _exit_epoch(self, failed: bool) -> EpochRecord | None:
+        self._epoch_block = None
+        ledger = self._ledger
+        if ledger is None or not ledger.epoch_open:
+            return None
+        rec: EpochRecord | None = self._quietly(failed, "ending an epoch", self.end_epoch,
+                                                complete=not failed)
+        return rec
+
+    @guarded("starting a window")
+    def _enter_phase(self, phase: str) -> tuple[Ledger, int] | None:
+        ledger = self._require(f"phase({phase!r})")
+        epoch = self._epoch_block if self._epoch_block is not None else ledger.next_epoch()
+        depth = ledger.depth
+        self.start_window(phase, epoch)
+        return ledger, depth
+
+    def _exit_phase(self, ledger: Ledger, depth: int, failed: bool) -> PhaseRecord | None:
+        rec = None
+        while self._ledger is ledger and ledger.depth > depth and not self._guard.broken:
+            rec = self._quietly(failed, "ending a window", self.end_window)
+        return rec
+
+    def _quietly(self, failed: bool, what: str, fn: Callable[..., Any], **kwargs: Any) -> Any:
+        """``fn(**kwargs)`` on leaving a block; while the body's exception propagates, an error
+        here is one warning (the body's exception is the one the user sees)."""
+        if not failed:
+            return fn(**kwargs)
+        try:
+            return fn(**kwargs)
+        except Exception as e:  # noqa: BLE001 - the body's exception is the one to see
+            self._guard.fail(what, e)
+            return None
 
     # internals -----------------------------------------------------------------------------
     @property
@@ -424,14 +498,16 @@ class EnergyTracker:
         return () if stage is None or self._guard.broken else tuple(stage.meters.active)
 
     @property
-    def phase(self) -> str | None:
+    def current_phase(self) -> str | None:
         """The innermost open window's phase, or None."""
         return None if self._ledger is None else self._ledger.phase
 
     @property
-    def epoch(self) -> int | None:
-        """The innermost open window's epoch, or None."""
-        return None if self._ledger is None else self._ledger.epoch
+    def current_epoch(self) -> int | None:
+        """The innermost open window's epoch, else the open ``with epoch()`` block's, or None."""
+        if self._ledger is None:
+            return None
+        return self._ledger.epoch if self._ledger.phase is not None else self._epoch_block
 
     @property
     def stage(self) -> str | None:
@@ -553,3 +629,51 @@ class EnergyTracker:
         """Restore from :meth:`state_dict` (a checkpoint): the next ``fit`` stage continues its
         totals, epoch count and the epoch it was taken in. A second call replaces the first."""
         self._restore = restore_state(state)
+
+
+class EpochBlock:
+    """What ``with tracker.epoch() as e:`` gives: ``e.epoch`` (its number; None when the
+    tracker is not measuring) and, after the block, ``e.record`` (its
+    :class:`~wattwise.records.EpochRecord`, or None)."""
+
+    __slots__ = ("_tracker", "epoch", "record")
+
+    def __init__(self, tracker: EnergyTracker) -> None:
+        self._tracker = tracker
+        self.epoch: int | None = None
+        self.record: EpochRecord | None = None
+
+    def __enter__(self) -> EpochBlock:
+        self.epoch = self._tracker._enter_epoch()
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        if self.epoch is not None:
+            self.record = self._tracker._exit_epoch(exc is not None)
+
+
+class PhaseBlock:
+    """What ``with tracker.phase("train") as p:`` gives: ``p.phase``, ``p.epoch`` (None when
+    the tracker is not measuring) and, after the block, ``p.record`` (the window's
+    :class:`~wattwise.records.PhaseRecord`, or None)."""
+
+    __slots__ = ("_opened", "_tracker", "epoch", "phase", "record")
+
+    def __init__(self, tracker: EnergyTracker, phase: str) -> None:
+        self._tracker, self.phase = tracker, phase
+        self._opened: tuple[Ledger, int] | None = None
+        self.epoch: int | None = None
+        self.record: PhaseRecord | None = None
+
+    def __enter__(self) -> PhaseBlock:
+        self._opened = opened = self._tracker._enter_phase(self.phase)
+        if opened is not None and opened[0].depth > opened[1]:
+            self.epoch = opened[0].epoch
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        if self._opened is not None:
+            self.record = self._tracker._exit_phase(*self._opened, exc is not None)
+            self._opened = None
