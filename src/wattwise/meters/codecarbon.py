@@ -55,7 +55,8 @@ def carbon_intensity_g_per_kwh(country_iso_code: str) -> float:
 
 
 class CodeCarbonMeter(Meter):
-    """codecarbon's estimate of CPU and RAM energy, in joules since opening, computed cheaply.
+    """codecarbon's estimate of CPU and RAM energy, computed cheaply, in joules since the first
+    :meth:`read` (which returns 0 J for both domains and so never waits for the CPU lookup).
 
     Opening costs a few ``psutil`` calls: the CPU model lookup (``/proc/cpuinfo`` on Linux,
     py-cpuinfo elsewhere) and the match in codecarbon's TDP table run on a background thread.
@@ -65,9 +66,9 @@ class CodeCarbonMeter(Meter):
     the TDP, as codecarbon's CPU-load model does with its 1 s samples. RAM: codecarbon's
     constant RAM power x seconds. Domains: ``cpu:estimated``, ``ram:estimated``.
 
-    A read that needs the TDP before the lookup has finished waits for it, at most
-    ``setup_timeout_s`` (on Linux the lookup takes milliseconds; elsewhere py-cpuinfo runs a
-    subprocess, about a second).
+    A later read that needs the TDP before the lookup has finished waits for it, at most
+    ``setup_timeout_s`` (on Linux the lookup takes tens of milliseconds, done long before the
+    first window ends; elsewhere py-cpuinfo runs a subprocess, about a second).
 
     Args:
         country_iso_code: ISO 3166-1 alpha-3 code for :attr:`emissions_g` (None: no CO2).
@@ -135,6 +136,7 @@ class CodeCarbonMeter(Meter):
         self._t0_s = self._last_s = time.perf_counter()
         self._last_times = psutil.cpu_times()
         self._load_s = 0.0  # sum of (0.1 + 0.9 load**3) x seconds: CPU joules / TDP
+        self._read_before = False
         self._cpu: ccm.CpuPower | None = None
         self._setup_error: str | None = None
         self._setup_done = threading.Event()
@@ -221,7 +223,7 @@ class CodeCarbonMeter(Meter):
     _last_total_j = 0.0
 
     def read(self) -> Reading:
-        """Estimated joules per domain since the meter was opened.
+        """Estimated joules per domain since the first read (which returns 0 J).
 
         Raises:
             MeterReadError: the meter is closed, psutil failed, or the CPU lookup failed or
@@ -236,9 +238,12 @@ class CodeCarbonMeter(Meter):
                 self._advance()
             except Exception as e:
                 raise MeterReadError(f"CodeCarbonMeter: psutil.cpu_times() failed: {e!r}") from e
+            if not self._read_before:  # the origin: 0 J, so it never waits for the lookup
+                self._read_before = True
+                self._load_s, self._t0_s = 0.0, self._last_s
             load_s, elapsed_s = self._load_s, self._last_s - self._t0_s
-        cpu = self._cpu_power()
-        joules = {"cpu:estimated": cpu.tdp_w * load_s, "ram:estimated": self.ram_power_w * elapsed_s}
+        tdp_w = self._cpu_power().tdp_w if load_s > 0 else 0.0
+        joules = {"cpu:estimated": tdp_w * load_s, "ram:estimated": self.ram_power_w * elapsed_s}
         self._last_total_j = joules["cpu:estimated"] + joules["ram:estimated"]
         return Reading(joules=joules, time_s=time.monotonic(), estimated=True)
 
