@@ -174,8 +174,8 @@ def test_estimate_equals_codecarbons_tracker_on_a_synthetic_load() -> None:
 
     Tolerance 5 % for the CPU: both sample the same /proc/stat every second, but the two 1 s
     grids start a few ms apart and /proc/stat ticks in 10 ms, so the interval holding the
-    busy -> idle step sees a slightly different load (cubed). RAM: 2 % (the same watts over
-    start/stop times a few ms apart). The run fails on a wrong TDP, a wrong RAM model or a
+    busy -> idle step sees a slightly different load (cubed). RAM: 3 % (the same watts over
+    start/stop times up to tens of ms apart on a loaded machine). The run fails on a wrong TDP, a wrong RAM model or a
     wrong load model: the load lifts codecarbon's CPU energy far above its idle floor.
     """
     from codecarbon import OfflineEmissionsTracker
@@ -210,4 +210,4 @@ def test_estimate_equals_codecarbons_tracker_on_a_synthetic_load() -> None:
     idle_floor_j = 0.1 * cc_cpu._tdp * theirs.duration
     assert their_cpu_j > 1.5 * idle_floor_j, "the load did not show: the test can't tell"
     assert our_cpu_j == pytest.approx(their_cpu_j, rel=0.05)
-    assert our_ram_j == pytest.approx(their_ram_j, rel=0.02)
+    assert our_ram_j == pytest.approx(their_ram_j, rel=0.03)
