@@ -229,3 +229,36 @@ def test_estimate_equals_codecarbons_tracker_on_a_synthetic_load() -> None:
     assert their_cpu_j > 1.5 * idle_floor_j, "the load did not show: the test can't tell"
     assert our_cpu_j == pytest.approx(their_cpu_j, rel=0.05)
     assert our_ram_j == pytest.approx(their_ram_j, rel=0.03)
+
+
+# -- in the tracker: labelled an estimate; a failure drops it once, keeping its energy -----------
+def test_in_the_tracker_estimated_and_dropped_once_keeping_its_energy(tmp_path: Path) -> None:
+    from wattwise.errors import EstimateWarning, MeterWarning
+    from wattwise.tracker import EnergyTracker
+
+    meter = CodeCarbonMeter()
+    t = EnergyTracker([meter], summary_path=tmp_path / "run.json")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", EstimateWarning)
+        t.start()
+    try:
+        assert t.estimated
+        t.start_window("train", 0)
+        time.sleep(0.05)
+        first = t.end_window()
+        assert first is not None and first.estimated
+        kept = first.joules_by_domain
+        assert kept["cpu:estimated"] > 0 and kept["ram:estimated"] > 0  # type: ignore[operator]
+        meter.close()  # its reads now raise MeterReadError
+        with pytest.warns(MeterWarning, match="'codecarbon'.*dropped") as rec:
+            t.start_window("train", 1)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # reported once only
+            second = t.end_window()
+        assert len([w for w in rec if issubclass(w.category, MeterWarning)]) == 1
+        assert second is not None and second.joules_by_domain["cpu:estimated"] is None
+    finally:
+        s = t.finish()
+    phases = s["totals"]["phases"]["train"]["joules_by_domain"]
+    assert phases["cpu:estimated"] == pytest.approx(kept["cpu:estimated"])
+    assert s["estimated"] is True
