@@ -81,7 +81,31 @@ def test_cpu_power_and_load_equal_codecarbons(monkeypatch: pytest.MonkeyPatch) -
     meter = SystemCPULoadMeter()
     meter._last_times = before
     monkeypatch.setattr(psutil, "cpu_times", lambda: after)
-    assert ccm.busy_fraction(before, after) * 100 == pytest.approx(meter.percent())
+    ours = ccm.busy_fraction(ccm.cpu_counts(before), ccm.cpu_counts(after))
+    assert ours * 100 == pytest.approx(meter.percent())
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="psutil's /proc parser")
+def test_proc_stat_and_meminfo_read_as_psutil_reads_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import psutil
+
+    stats = [
+        "cpu  4705 356 584 3699 23 23 11 7 50 3\ncpu0 1 2 3 4 5 6 7 8 9 10\nintr 1\n",
+        "cpu  5905 356 984 4099 73 23 31 7 650 3\ncpu0 1 2 3 4 5 6 7 8 9 10\nintr 1\n",
+    ]
+    ours, theirs = [], []
+    monkeypatch.setattr(psutil, "PROCFS_PATH", str(tmp_path))
+    for text in stats:
+        (tmp_path / "stat").write_text(text)
+        ours.append(ccm.cpu_counts_from_proc_stat(text))
+        theirs.append(ccm.cpu_counts(psutil.cpu_times()))
+    assert ccm.busy_fraction(*ours) == pytest.approx(ccm.busy_fraction(*theirs))
+    assert 0.2 < ccm.busy_fraction(*ours) < 0.9
+    monkeypatch.undo()
+    meminfo = Path("/proc/meminfo").read_text()
+    assert ccm.mem_total_bytes_from_proc_meminfo(meminfo) == psutil.virtual_memory().total
 
 
 def test_cpu_model_from_proc_cpuinfo_equals_py_cpuinfos() -> None:
@@ -103,14 +127,15 @@ def test_cpu_model_from_proc_cpuinfo_equals_py_cpuinfos() -> None:
 
 # -- the meter ----------------------------------------------------------------------------
 def test_meter_uses_the_table_tdp_times_sockets(tmp_path: Path) -> None:
-    (tmp_path / "cpuinfo").write_text(
+    (tmp_path / "proc").mkdir()  # no stat, no meminfo: psutil for those
+    (tmp_path / "proc" / "cpuinfo").write_text(
         "processor\t: 0\nmodel name\t: Intel(R) Xeon(R) Gold 6148 CPU @ 2.40GHz\n"
     )
     for cpu, pkg in ((0, 0), (1, 0), (2, 1), (3, 1)):
         topo = tmp_path / "sys" / f"cpu{cpu}" / "topology"
         topo.mkdir(parents=True)
         (topo / "physical_package_id").write_text(f"{pkg}\n")
-    with CodeCarbonMeter(proc_cpuinfo=tmp_path / "cpuinfo", sysfs_cpu=tmp_path / "sys") as m:
+    with CodeCarbonMeter(proc_root=tmp_path / "proc", sysfs_cpu=tmp_path / "sys") as m:
         first = m.read()
         time.sleep(0.05)
         second = m.read()
@@ -130,7 +155,7 @@ def test_meter_uses_the_table_tdp_times_sockets(tmp_path: Path) -> None:
 def test_without_proc_cpuinfo_py_cpuinfo_finds_the_same_model(tmp_path: Path) -> None:
     """The macOS/Windows path (py-cpuinfo's subprocess on the lookup thread); on Linux it must
     find what /proc/cpuinfo says, which is the claim the fast path rests on."""
-    with CodeCarbonMeter(proc_cpuinfo=tmp_path / "missing") as m:
+    with CodeCarbonMeter(proc_root=tmp_path / "missing") as m:
         first = m.read()  # the origin: never waits for the lookup
         assert dict(first.joules) == {"cpu:estimated": 0.0, "ram:estimated": 0.0}
         time.sleep(0.02)
@@ -145,7 +170,7 @@ def test_without_proc_cpuinfo_py_cpuinfo_finds_the_same_model(tmp_path: Path) ->
 
 
 def test_a_lookup_that_does_not_finish_fails_the_read_not_the_meter_open(tmp_path: Path) -> None:
-    with CodeCarbonMeter(proc_cpuinfo=tmp_path / "missing", setup_timeout_s=0.001) as m:
+    with CodeCarbonMeter(proc_root=tmp_path / "missing", setup_timeout_s=0.001) as m:
         m.read()
         with pytest.raises(MeterReadError, match="setup_timeout_s=0.001"):
             m.read()  # py-cpuinfo's subprocess takes far longer than 1 ms

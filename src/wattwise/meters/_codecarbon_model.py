@@ -12,8 +12,8 @@ Power Gadget, no powermetrics), in ``tracking_mode="machine"``:
   model gets 4 W per logical CPU; the result is multiplied by the number of CPU sockets.
   No model at all, or an Apple M-series chip: 85 W.
 - **CPU power**: ``TDP x (0.1 + 0.9 x load**3)`` (:func:`cpu_power_w`), ``load`` the
-  machine-wide busy fraction of CPU time since the previous sample (:func:`busy_fraction`),
-  sampled every second and at each read.
+  machine-wide busy fraction of CPU time since the previous sample (:func:`busy_fraction` of
+  ``psutil.cpu_times()``, or of ``/proc/stat`` read directly on Linux), sampled every second.
 - **RAM power**: a constant from the total RAM (:func:`ram_power_w`): 5 W per estimated DIMM on
   x86 (1.5 W on ARM), fewer watts per DIMM on big machines, at least 2 DIMMs' worth.
 
@@ -38,10 +38,13 @@ __all__ = [
     "CpuPower",
     "busy_fraction",
     "codecarbon_dir",
+    "cpu_counts",
+    "cpu_counts_from_proc_stat",
     "cpu_model_from_proc_cpuinfo",
     "cpu_power_w",
     "cpu_tdp_w",
     "match_tdp_w",
+    "mem_total_bytes_from_proc_meminfo",
     "ram_power_w",
     "socket_count",
 ]
@@ -212,14 +215,36 @@ def cpu_power_w(tdp_w: float, busy: float) -> float:
     return tdp_w * (0.1 + 0.9 * busy**3)
 
 
-def busy_fraction(before: Sequence[float], after: Sequence[float]) -> float:
-    """Machine-wide busy fraction (0..1) between two ``psutil.cpu_times()``, as codecarbon's
-    ``SystemCPULoadMeter``: busy = total - idle - iowait, total excluding guest time; 0.0 when
-    no CPU time passed (as codecarbon)."""
-    total = _total(after) - _total(before)
+def cpu_counts(times: Any) -> tuple[float, float]:
+    """(total, idle) CPU time from a ``psutil.cpu_times()`` result, as codecarbon's
+    ``SystemCPULoadMeter``: total excludes guest time (already in user/nice), idle includes
+    iowait."""
+    return _total(times), _idle(times)
+
+
+def cpu_counts_from_proc_stat(text: str) -> tuple[float, float]:
+    """(total, idle) CPU time, in clock ticks, from the text of Linux's ``/proc/stat``: the
+    numbers ``psutil.cpu_times()`` reads (it divides them by the tick rate, which a ratio
+    cancels), summed as :func:`cpu_counts` does.
+
+    Raises:
+        ValueError: no aggregate ``cpu`` line.
+    """
+    for line in text.splitlines():
+        if line.startswith("cpu "):
+            # user nice system idle iowait irq softirq steal guest guest_nice
+            v = ([float(x) for x in line.split()[1:]] + [0.0] * 10)[:10]
+            return sum(v) - v[8] - v[9], v[3] + v[4]
+    raise ValueError("no aggregate 'cpu' line in /proc/stat")
+
+
+def busy_fraction(before: tuple[float, float], after: tuple[float, float]) -> float:
+    """Machine-wide busy fraction (0..1) between two ``(total, idle)`` CPU-time counts, as
+    codecarbon's ``SystemCPULoadMeter``: busy = total - idle; 0.0 when no CPU time passed."""
+    total = after[0] - before[0]
     if total <= 0:
         return 0.0
-    busy = (_total(after) - _idle(after)) - (_total(before) - _idle(before))
+    busy = (after[0] - after[1]) - (before[0] - before[1])
     return min(max(busy / total, 0.0), 1.0)
 
 
@@ -229,6 +254,19 @@ def _total(times: Any) -> float:
 
 def _idle(times: Any) -> float:
     return float(times.idle) + getattr(times, "iowait", 0.0)
+
+
+def mem_total_bytes_from_proc_meminfo(text: str) -> float:
+    """``MemTotal`` of Linux's ``/proc/meminfo`` in bytes (what ``psutil.virtual_memory().total``
+    reads).
+
+    Raises:
+        ValueError: no ``MemTotal`` line.
+    """
+    for line in text.splitlines():
+        if line.startswith("MemTotal:"):
+            return float(line.split()[1]) * 1024
+    raise ValueError("no MemTotal line in /proc/meminfo")
 
 
 def ram_power_w(total_bytes: float, *, arm: bool) -> float:

@@ -58,10 +58,11 @@ class CodeCarbonMeter(Meter):
     """codecarbon's estimate of CPU and RAM energy, computed cheaply, in joules since the first
     :meth:`read` (which returns 0 J for both domains and so never waits for the CPU lookup).
 
-    Opening costs a few ``psutil`` calls: the CPU model lookup (``/proc/cpuinfo`` on Linux,
-    py-cpuinfo elsewhere) and the match in codecarbon's TDP table run on a background thread.
-    The CPU load (``psutil.cpu_times()``, i.e. ``/proc/stat``) is sampled every
-    ``measure_power_secs`` by a small thread and at every :meth:`read`; each interval adds
+    Opening reads ``/proc/stat`` and ``/proc/meminfo`` (``psutil`` where they are missing);
+    the CPU model lookup (``/proc/cpuinfo`` on Linux, py-cpuinfo elsewhere) and the match in
+    codecarbon's TDP table run on a background thread. The CPU load (``/proc/stat`` or
+    ``psutil.cpu_times()``) is sampled every ``measure_power_secs`` by a small thread and at
+    every :meth:`read`; each interval adds
     ``0.1 + 0.9 x load**3`` times its seconds to a running sum that :meth:`read` multiplies by
     the TDP, as codecarbon's CPU-load model does with its 1 s samples. RAM: codecarbon's
     constant RAM power x seconds. Domains: ``cpu:estimated``, ``ram:estimated``.
@@ -76,7 +77,8 @@ class CodeCarbonMeter(Meter):
         measure_power_secs: seconds between CPU-load samples (default 1.0, codecarbon's
             power-monitor interval; the estimate matches codecarbon's at this value).
         setup_timeout_s: seconds a read may wait for the CPU model lookup (default 10.0).
-        proc_cpuinfo: the ``/proc/cpuinfo`` file (tests pass a file in a temp folder).
+        proc_root: the folder holding ``cpuinfo``, ``stat`` and ``meminfo`` (default
+            ``/proc``; a missing file falls back to py-cpuinfo / psutil, as elsewhere than Linux).
         sysfs_cpu: the sysfs CPU folder whose ``topology/physical_package_id`` files count
             the sockets.
 
@@ -100,7 +102,7 @@ class CodeCarbonMeter(Meter):
         *,
         measure_power_secs: float = 1.0,
         setup_timeout_s: float = 10.0,
-        proc_cpuinfo: str | os.PathLike[str] = "/proc/cpuinfo",
+        proc_root: str | os.PathLike[str] = "/proc",
         sysfs_cpu: str | os.PathLike[str] = "/sys/devices/system/cpu",
     ) -> None:
         check_seconds("CodeCarbonMeter(measure_power_secs", measure_power_secs, "e.g. 1.0")
@@ -119,22 +121,26 @@ class CodeCarbonMeter(Meter):
                 "CodeCarbonMeter: codecarbon is not installed (its TDP table "
                 f"{table!r} is missing). Fix: pip install 'wattwise[codecarbon]'."
             )
+        proc = os.fspath(proc_root)
+        self._psutil: Any = None
+        self._proc_stat: str | None = os.path.join(proc, "stat")
         try:
-            import psutil
-        except ImportError as e:
-            raise MeterUnavailableError(
-                "CodeCarbonMeter: psutil is not installed. Fix: pip install "
-                "'wattwise[codecarbon]' (psutil comes with codecarbon)."
-            ) from e
-        self._psutil: Any = psutil
+            first_counts = ccm.cpu_counts_from_proc_stat(_read(self._proc_stat))
+        except (OSError, ValueError):  # not Linux: psutil, as codecarbon
+            self._proc_stat = None
+            first_counts = ccm.cpu_counts(self._need_psutil().cpu_times())
+        try:
+            ram_bytes = ccm.mem_total_bytes_from_proc_meminfo(_read(os.path.join(proc, "meminfo")))
+        except (OSError, ValueError):
+            ram_bytes = float(self._need_psutil().virtual_memory().total)
         arm = any(a in platform.machine().lower() for a in ("arm", "aarch"))
-        self.ram_power_w = ccm.ram_power_w(psutil.virtual_memory().total, arm=arm)
+        self.ram_power_w = ccm.ram_power_w(ram_bytes, arm=arm)
         """codecarbon's RAM power for this machine, in watts."""
         self._lock = threading.Lock()
         self._closed = False
         self._failed: str | None = None
         self._t0_s = self._last_s = time.perf_counter()
-        self._last_times = psutil.cpu_times()
+        self._last_counts = first_counts
         self._load_s = 0.0  # sum of (0.1 + 0.9 load**3) x seconds: CPU joules / TDP
         self._read_before = False
         self._cpu: ccm.CpuPower | None = None
@@ -142,7 +148,7 @@ class CodeCarbonMeter(Meter):
         self._setup_done = threading.Event()
         self._setup_thread = threading.Thread(
             target=self._setup,
-            args=(table, os.fspath(proc_cpuinfo), os.fspath(sysfs_cpu)),
+            args=(table, os.path.join(proc, "cpuinfo"), os.fspath(sysfs_cpu)),
             name="wattwise-codecarbon-setup",
             daemon=True,
         )
@@ -165,10 +171,13 @@ class CodeCarbonMeter(Meter):
 
                 model = str(cpuinfo.get_cpu_info().get("brand_raw", "") or "") or None
             mac_arm = sys.platform == "darwin" and ccm.is_mac_arm(model or "")
+            logical = (  # psutil.cpu_count(): os.cpu_count()'s sysconf on Linux
+                os.cpu_count() if self._psutil is None else self._psutil.cpu_count()
+            )
             self._cpu = ccm.cpu_tdp_w(
                 model,
                 table,
-                self._psutil.cpu_count() or 1,
+                logical or 1,
                 ccm.socket_count(sysfs_cpu),
                 mac_arm=mac_arm,
             )
@@ -180,10 +189,27 @@ class CodeCarbonMeter(Meter):
     def _advance(self) -> None:
         """Close the running load interval (lock held)."""
         now = time.perf_counter()
-        times = self._psutil.cpu_times()
-        busy = ccm.busy_fraction(self._last_times, times)
+        counts = self._cpu_counts()
+        busy = ccm.busy_fraction(self._last_counts, counts)
         self._load_s += ccm.cpu_power_w(1.0, busy) * (now - self._last_s)
-        self._last_s, self._last_times = now, times
+        self._last_s, self._last_counts = now, counts
+
+    def _cpu_counts(self) -> tuple[float, float]:
+        if self._proc_stat is not None:
+            return ccm.cpu_counts_from_proc_stat(_read(self._proc_stat))
+        return ccm.cpu_counts(self._psutil.cpu_times())
+
+    def _need_psutil(self) -> Any:
+        if self._psutil is None:
+            try:
+                import psutil
+            except ImportError as e:
+                raise MeterUnavailableError(
+                    "CodeCarbonMeter: psutil is not installed. Fix: pip install "
+                    "'wattwise[codecarbon]' (psutil comes with codecarbon)."
+                ) from e
+            self._psutil = psutil
+        return self._psutil
 
     def _sample(self) -> None:
         """One CPU-load sample (the sampling thread)."""
@@ -193,7 +219,7 @@ class CodeCarbonMeter(Meter):
             try:
                 self._advance()
             except Exception as e:
-                self._failed = f"psutil.cpu_times() failed: {e!r}"
+                self._failed = f"reading the CPU times failed: {e!r}"
                 raise MeterReadError(self._failed) from e
 
     def _cpu_power(self) -> ccm.CpuPower:
@@ -226,8 +252,8 @@ class CodeCarbonMeter(Meter):
         """Estimated joules per domain since the first read (which returns 0 J).
 
         Raises:
-            MeterReadError: the meter is closed, psutil failed, or the CPU lookup failed or
-                did not finish within ``setup_timeout_s``.
+            MeterReadError: the meter is closed, the CPU times could not be read, or the CPU
+                lookup failed or did not finish within ``setup_timeout_s``.
         """
         with self._lock:
             if self._closed:
@@ -237,7 +263,7 @@ class CodeCarbonMeter(Meter):
             try:
                 self._advance()
             except Exception as e:
-                raise MeterReadError(f"CodeCarbonMeter: psutil.cpu_times() failed: {e!r}") from e
+                raise MeterReadError(f"CodeCarbonMeter: reading the CPU times failed: {e!r}") from e
             if not self._read_before:  # the origin: 0 J, so it never waits for the lookup
                 self._read_before = True
                 self._load_s, self._t0_s = 0.0, self._last_s
@@ -281,6 +307,11 @@ class CodeCarbonMeter(Meter):
             f"CodeCarbonMeter(country_iso_code={self._country!r}, "
             f"measure_power_secs={self.update_period_s!r})"
         )
+
+
+def _read(path: str) -> str:
+    with open(path, encoding="ascii", errors="replace") as f:
+        return f.read()
 
 
 def _codecarbon_version() -> str | None:
