@@ -125,7 +125,7 @@ class CodeCarbonMeter(Meter):
         self._psutil: Any = None
         self._proc_stat: str | None = os.path.join(proc, "stat")
         try:
-            first_counts = ccm.cpu_counts_from_proc_stat(_read(self._proc_stat))
+            first_counts = ccm.cpu_counts_from_proc_stat(_first_line(self._proc_stat))
         except (OSError, ValueError):  # not Linux: psutil, as codecarbon
             self._proc_stat = None
             first_counts = ccm.cpu_counts(self._need_psutil().cpu_times())
@@ -196,7 +196,7 @@ class CodeCarbonMeter(Meter):
 
     def _cpu_counts(self) -> tuple[float, float]:
         if self._proc_stat is not None:
-            return ccm.cpu_counts_from_proc_stat(_read(self._proc_stat))
+            return ccm.cpu_counts_from_proc_stat(_first_line(self._proc_stat))
         return ccm.cpu_counts(self._psutil.cpu_times())
 
     def _need_psutil(self) -> Any:
@@ -312,6 +312,12 @@ class CodeCarbonMeter(Meter):
 def _read(path: str) -> str:
     with open(path, encoding="ascii", errors="replace") as f:
         return f.read()
+
+
+def _first_line(path: str) -> str:
+    """The aggregate ``cpu`` line of ``/proc/stat`` (the rest can be long: a line per CPU)."""
+    with open(path, "rb") as f:
+        return f.readline().decode("ascii", "replace")
 
 
 def _codecarbon_version() -> str | None:
