@@ -7,6 +7,11 @@ Meters: RAPL on a fake sysfs tree (and the real /sys/class/powercap if readable)
 fake NVML library from tests/meters/fake_nvml (compiled here with gcc; and the real driver if
 present), and ``wattwise.testing.FakeMeter``.
 
+With codecarbon installed, a second table compares the estimate path: ``CodeCarbonMeter``
+against codecarbon's ``OfflineEmissionsTracker`` driven by hand (``start_task`` at open,
+``stop_task`` + ``start_task`` per read), each in a fresh interpreter: import, open, the first
+read and the median read.
+
 Run by hand (not part of the test suite)::
 
     .venv/bin/python benchmarks/meter_read.py [--reads 20000]
@@ -95,9 +100,67 @@ def bench_nvml(
         )
 
 
+_CC_SNIPPET = r"""
+import json, statistics, sys, time, warnings
+warnings.simplefilter("ignore")
+import psutil  # already imported by any training stack; not part of the meter's cost
+which, reads = sys.argv[1], int(sys.argv[2])
+ti = time.perf_counter()
+if which == "wattwise":
+    from wattwise.meters.codecarbon import CodeCarbonMeter
+    t0 = time.perf_counter()
+    m = CodeCarbonMeter()
+    read = m.read
+else:
+    from codecarbon import OfflineEmissionsTracker
+    t0 = time.perf_counter()
+    tr = OfflineEmissionsTracker(measure_power_secs=1, country_iso_code="FRA",
+                                 save_to_file=False, log_level="error", allow_multiple_runs=True)
+    tr.start_task()
+    def read():
+        data = tr.stop_task()
+        tr.start_task()
+        return data
+t1 = time.perf_counter()
+read()
+t2 = time.perf_counter()
+samples = []
+for _ in range(reads):
+    a = time.perf_counter(); read(); samples.append(time.perf_counter() - a)
+print(json.dumps({"import_ms": (t0 - ti) * 1e3, "open_ms": (t1 - t0) * 1e3, "first_read_ms": (t2 - t1) * 1e3,
+                  "read_us": statistics.median(samples) * 1e6}))
+"""
+
+
+def bench_codecarbon(reads: int) -> list[str]:
+    """Markdown rows: the estimate path, wattwise's meter vs codecarbon's tracker by hand."""
+    import importlib.util
+    import json
+
+    if importlib.util.find_spec("codecarbon") is None:
+        return []
+    env = dict(os.environ, PYTHONPATH=str(REPO / "src"))
+    out = []
+    for which in ("wattwise", "codecarbon"):
+        r = subprocess.run(
+            [sys.executable, "-c", _CC_SNIPPET, which, str(reads)],
+            env=env, capture_output=True, text=True, check=True,
+        )
+        d = json.loads(r.stdout.strip().splitlines()[-1])
+        label = "CodeCarbonMeter" if which == "wattwise" else "OfflineEmissionsTracker by hand"
+        out.append(
+            f"| {label} | {d['import_ms']:.0f} | {d['open_ms']:.1f} | {d['first_read_ms']:.1f} | {d['read_us']:.0f} |"
+        )
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--reads", type=int, default=20000, help="reads per meter (default 20000)")
+    ap.add_argument(
+        "--estimate-reads", type=int, default=200,
+        help="reads of the codecarbon estimate meters (default 200; 0 skips them)",
+    )
     args = ap.parse_args()
     rows: list[tuple[str, float, float | None]] = []
     with tempfile.TemporaryDirectory(prefix="wattwise-bench-") as tmp_s:
@@ -141,6 +204,13 @@ def main() -> None:
         raw_s = f"{raw_us:.2f}" if raw_us is not None else "-"
         over = f"{read_us - raw_us:.2f}" if raw_us is not None else "-"
         print(f"| {label} | {read_us:.2f} | {raw_s} | {over} |")
+    if args.estimate_reads > 0:
+        cc_rows = bench_codecarbon(args.estimate_reads)
+        if cc_rows:
+            print("\n# codecarbon estimate path, fresh interpreter each (ms, µs)")
+            print("| meter | import ms | open ms | first read ms | read() µs |")
+            print("|---|---:|---:|---:|---:|")
+            print("\n".join(cc_rows))
 
 
 if __name__ == "__main__":
