@@ -20,7 +20,8 @@ _F = TypeVar("_F", bound=Callable[..., Any])
 
 # frames in these packages are skipped: a warning names the line of the user's code that
 # called into them (their training script), not tracker.py or Lightning's hook dispatch
-_SKIP = ("wattwise", "lightning", "pytorch_lightning", "keras", "tensorflow", "torch", "jax")
+_SKIP = ("wattwise", "lightning", "pytorch_lightning", "keras", "tensorflow", "torch", "jax",
+         "transformers", "accelerate")
 
 
 def _skip_prefixes() -> tuple[str, ...]:
