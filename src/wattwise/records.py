@@ -171,7 +171,8 @@ ESTIMATED_KEY: dict[str, str] = {"lightning": "energy/estimated", "keras": "ener
 #: The tag of the one TensorBoard text entry that says how the joules were obtained.
 MEASUREMENT_TEXT_TAG = "wattwise/measurement"
 
-_SAFE = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-.")
+_ALNUM = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789")
+_SAFE = _ALNUM | frozenset("_-.")
 
 
 def domain_key(domain: str, style: Literal["lightning", "keras"] = "lightning") -> str:
@@ -179,7 +180,8 @@ def domain_key(domain: str, style: Literal["lightning", "keras"] = "lightning") 
 
     Lightning style keeps letters, digits, ``_``, ``-`` and ``.`` (what MLflow, W&B, CSV and
     TensorBoard all accept; ``/`` is the group separator, so it is replaced too); Keras style
-    keeps letters and digits (a Python-identifier-like log name). Everything else becomes ``_``.
+    keeps letters and digits (a Python-identifier-like log name). Everything else (non-ASCII
+    letters too) becomes ``_``.
 
     Example:
         >>> domain_key("cpu:package-0"), domain_key("cpu:package-0", "keras")
@@ -187,7 +189,7 @@ def domain_key(domain: str, style: Literal["lightning", "keras"] = "lightning") 
     """
     if style == "lightning":
         return "".join(c if c in _SAFE else "_" for c in domain)
-    return "".join(c if c.isalnum() else "_" for c in domain)
+    return "".join(c if c in _ALNUM else "_" for c in domain)
 
 
 def metric_keys(
