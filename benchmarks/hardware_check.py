@@ -1054,8 +1054,7 @@ def fit_keras(ctx: Context) -> Outcome:
                          callbacks=[mon])
         external = _total(meters) - before
         summary = json.loads(summary_path.read_text())
-        logged = hist.history.get("energy_joules_per_sample") or hist.history.get(
-            "energy_estimated_joules_per_sample")
+        logged = hist.history.get("energy_joules_per_sample")
         data = {"device": "cuda:0" if gpu else "cpu", "meters": [m.name for m in meters],
                 "history_joules_per_sample": logged, "summary_path": str(summary_path),
                 "dataset": [n, feat], "batch": batch}

@@ -3,11 +3,11 @@
 Runs on CPU in well under a minute::
 
     python examples/lightning_mlp.py            # TensorBoard logs under ./lightning_logs
-    tensorboard --logdir lightning_logs         # the energy/ (or energy_estimated/) scalars
+    tensorboard --logdir lightning_logs         # the energy/ scalars
 
-On a machine with readable RAPL or an NVIDIA GPU the numbers are measured (``energy/...``);
-elsewhere wattwise falls back to an estimate (``energy_estimated/...``) or logs nothing, and
-says so in a warning - it never logs 0 J for unknown.
+On a machine with readable RAPL or an NVIDIA GPU the numbers are measured; elsewhere wattwise
+falls back to an estimate (the same ``energy/...`` keys, with ``energy/estimated`` = 1.0) or
+logs nothing, and says so in a warning - it never logs 0 J for unknown.
 """
 
 from __future__ import annotations

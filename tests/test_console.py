@@ -7,7 +7,7 @@ import warnings
 from pathlib import Path
 
 from wattwise import EnergyTracker
-from wattwise.console import format_run_table
+from wattwise.console import format_run_table, measurement_label
 from wattwise.summary import read_summary
 from wattwise.testing import FakeMeter
 
@@ -52,6 +52,14 @@ def test_table_from_file_and_estimates_labelled(tmp_path: Path) -> None:
     text = format_run_table(summary)
     assert "ESTIMATED by nvml" in text and "joules (est.)" in text
     assert "MEASURED" not in text
+
+
+def test_measurement_label_says_how_the_joules_were_obtained(tmp_path: Path) -> None:
+    """One label for the table's title and the callbacks' TensorBoard text entry."""
+    assert measurement_label(_run(tmp_path / "m")) == "MEASURED by hardware counters (nvml)"
+    assert measurement_label(_run(tmp_path / "e", estimated=True)) == (
+        "ESTIMATED by nvml (no hardware counter readable)")
+    assert measurement_label({}) == "NOT MEASURED (no meter available)"
 
 
 def test_unknown_values_unavailable_and_dropped_meters() -> None:

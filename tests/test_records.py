@@ -3,11 +3,23 @@
 from __future__ import annotations
 
 import math
+import re
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from wattwise.records import PhaseRecord, StepRecord, metric_keys, reduce_records
+from wattwise.records import (
+    ESTIMATED_KEY,
+    PhaseRecord,
+    StepRecord,
+    domain_key,
+    grouped,
+    metric_keys,
+    progress_bar_metrics,
+    reduce_records,
+)
 
 
 def phase(
@@ -42,7 +54,8 @@ def step(**overrides: Any) -> StepRecord:
 
 # metric_keys -------------------------------------------------------------------------------
 def test_lightning_train_keys_and_values() -> None:
-    """Lightning keys are energy/train_<q> and energy/train_joules/<domain> with the domain as is."""
+    """Lightning keys are energy/train_<q> and energy/train_joules/<domain>, the domain made of
+    characters every logger accepts, plus the estimated flag."""
     rec = phase(joules=10.0, by_domain={"gpu:0": 6.0, "cpu:package-0": 4.0}, seconds=2.0,
                 samples=5, active=8.0, co2=1.5)
     assert metric_keys(rec, "lightning") == {
@@ -51,8 +64,9 @@ def test_lightning_train_keys_and_values() -> None:
         "energy/train_watts": 5.0,
         "energy/train_active_joules": 8.0,
         "energy/train_co2_g": 1.5,
-        "energy/train_joules/gpu:0": 6.0,
-        "energy/train_joules/cpu:package-0": 4.0,
+        "energy/train_joules/gpu_0": 6.0,
+        "energy/train_joules/cpu_package-0": 4.0,
+        "energy/estimated": 0.0,
     }
 
 
@@ -65,7 +79,8 @@ def test_lightning_phase_names(ph: str, prefix: str) -> None:
         f"energy/{prefix}_joules": 3.0,
         f"energy/{prefix}_joules_per_sample": 1.0,
         f"energy/{prefix}_watts": 3.0,
-        f"energy/{prefix}_joules/gpu:0": 3.0,
+        f"energy/{prefix}_joules/gpu_0": 3.0,
+        "energy/estimated": 0.0,
     }
 
 
@@ -81,13 +96,15 @@ def test_keras_train_keys_and_values() -> None:
         "energy_co2_g": 0.25,
         "energy_joules_gpu_0": 6.0,
         "energy_joules_cpu_package_0": 4.0,
+        "energy_estimated": 0.0,
     }
 
 
 @pytest.mark.parametrize("ph, prefix", [("validate", "val_"), ("test", "test_"),
                                         ("predict", "predict_")])
 def test_keras_phase_prefixes(ph: str, prefix: str) -> None:
-    """Keras validate/test/predict keys carry the val_/test_/predict_ prefix."""
+    """Keras validate/test/predict keys carry the val_/test_/predict_ prefix; the flag does not
+    (one flag key, whatever the phase)."""
     keys = metric_keys(phase(ph, joules=6.0, by_domain={"cpu:package-0": 6.0}, seconds=3.0,
                              samples=2), "keras")
     assert keys == {
@@ -95,25 +112,21 @@ def test_keras_phase_prefixes(ph: str, prefix: str) -> None:
         f"{prefix}energy_joules_per_sample": 3.0,
         f"{prefix}energy_watts": 2.0,
         f"{prefix}energy_joules_cpu_package_0": 6.0,
+        "energy_estimated": 0.0,
     }
 
 
-def test_estimates_are_labelled_in_both_styles() -> None:
-    """Estimated records use energy_estimated instead of energy, same quantities."""
-    rec = phase("validate", joules=4.0, seconds=2.0, samples=4, estimated=True)
-    assert metric_keys(rec, "lightning") == {
-        "energy_estimated/val_joules": 4.0,
-        "energy_estimated/val_joules_per_sample": 1.0,
-        "energy_estimated/val_watts": 2.0,
-        "energy_estimated/val_joules/gpu:0": 4.0,
-    }
-    train = phase(joules=4.0, seconds=2.0, samples=4, estimated=True)
-    assert metric_keys(train, "keras") == {
-        "energy_estimated_joules": 4.0,
-        "energy_estimated_joules_per_sample": 1.0,
-        "energy_estimated_watts": 2.0,
-        "energy_estimated_joules_gpu_0": 4.0,
-    }
+@pytest.mark.parametrize("style", ["lightning", "keras"])
+@pytest.mark.parametrize("ph", ["train", "validate", "test"])
+def test_keys_do_not_depend_on_the_hardware(style: Any, ph: str) -> None:
+    """A measured and an estimated record have the same keys; only the flag's value differs."""
+    measured = metric_keys(phase(ph, joules=4.0, seconds=2.0, samples=4), style)
+    estimated = metric_keys(phase(ph, joules=4.0, seconds=2.0, samples=4, estimated=True), style)
+    flag = ESTIMATED_KEY[style]
+    assert measured.keys() == estimated.keys()
+    assert (measured.pop(flag), estimated.pop(flag)) == (0.0, 1.0)
+    assert measured == estimated
+    assert not any("estimated" in k for k in measured)
 
 
 def test_step_record_keys() -> None:
@@ -123,27 +136,30 @@ def test_step_record_keys() -> None:
         "energy/train_step_joules": 4.0,
         "energy/train_step_joules_per_sample": 0.5,
         "energy/train_step_watts": 2.0,
+        "energy/estimated": 0.0,
     }
     assert metric_keys(rec, "keras") == {
         "energy_step_joules": 4.0,
         "energy_step_joules_per_sample": 0.5,
         "energy_step_watts": 2.0,
+        "energy_estimated": 0.0,
     }
-    assert metric_keys(step(estimated=True), "keras").keys() == {
-        "energy_estimated_step_joules", "energy_estimated_step_joules_per_sample",
-        "energy_estimated_step_watts"}
+    assert metric_keys(step(estimated=True), "keras") == {
+        "energy_step_joules": 4.0, "energy_step_joules_per_sample": 0.5,
+        "energy_step_watts": 2.0, "energy_estimated": 1.0}
 
 
 @pytest.mark.parametrize("style", ["lightning", "keras"])
 def test_unknown_values_are_left_out_never_zero(style: Any) -> None:
-    """None and NaN values (and None domains) give no key at all, not a 0."""
+    """None and NaN values (and None domains) give no key at all, not a 0 - and no flag."""
     rec = phase(joules=None, by_domain={"gpu:0": None, "cpu:package-0": float("nan")},
                 seconds=2.0, samples=None, co2=float("nan"))
     assert rec.joules_per_sample is None and rec.watts is None
     assert metric_keys(rec, style) == {}
     partial = phase(joules=3.0, by_domain={"gpu:0": 3.0, "cpu:package-0": None}, samples=None)
     keys = metric_keys(partial, style)
-    assert sorted(keys.values()) == [1.5, 3.0, 3.0]  # watts, joules, joules/gpu:0
+    keys.pop(ESTIMATED_KEY[style])
+    assert sorted(keys.values()) == [1.5, 3.0, 3.0]  # watts, joules, joules/gpu_0
     assert not any("per_sample" in k or "package" in k for k in keys)
     assert metric_keys(step(joules=None, joules_per_sample=None, watts=float("nan")),
                        style) == {}
@@ -154,6 +170,41 @@ def test_a_known_zero_is_logged() -> None:
     keys = metric_keys(phase(joules=0.0, seconds=2.0, samples=4), "lightning")
     assert keys["energy/train_joules"] == 0.0
     assert keys["energy/train_joules_per_sample"] == 0.0
+
+
+@pytest.mark.parametrize("style", ["lightning", "keras"])
+@given(domain=st.text(min_size=1, max_size=20))
+def test_every_key_is_made_of_characters_every_logger_accepts(style: Any, domain: str) -> None:
+    """Letters, digits, _ / - . only (MLflow's rule, minus the space), whatever the domain name;
+    a domain never adds a group level."""
+    keys = metric_keys(phase(joules=1.0, by_domain={domain: 1.0}), style)
+    domain_keys = set(keys) - set(metric_keys(phase(joules=1.0, by_domain={}), style))
+    assert len(domain_keys) == 1
+    assert all(re.fullmatch(r"[A-Za-z0-9_/.\-]+", k) for k in keys), keys
+    if style == "lightning":
+        assert domain_keys.pop().count("/") == 2
+
+
+def test_domain_key_examples() -> None:
+    assert domain_key("cpu:package-0") == "cpu_package-0"
+    assert domain_key("gpu:0") == "gpu_0"
+    assert domain_key("cpu:dram-0", "keras") == "cpu_dram_0"
+    assert domain_key("a/b.c") == "a_b.c"  # a / would be a group separator
+
+
+def test_grouped_applies_a_logger_group_separator() -> None:
+    metrics = {"energy/train_joules/cpu_package-0": 2.0, "energy/estimated": 1.0}
+    assert grouped(metrics, "/") == metrics
+    assert grouped(metrics, ".") == {"energy.train_joules.cpu_package-0": 2.0,
+                                     "energy.estimated": 1.0}
+
+
+def test_progress_bar_metrics_are_the_joules_per_sample() -> None:
+    rec = phase(joules=10.0, seconds=2.0, samples=5)
+    assert progress_bar_metrics(metric_keys(rec, "lightning")) == {
+        "energy/train_joules_per_sample": 2.0}
+    val = phase("validate", joules=3.0, seconds=1.0, samples=3)
+    assert progress_bar_metrics(metric_keys(val, "keras")) == {"val_energy_joules_per_sample": 1.0}
 
 
 # reduce_records ----------------------------------------------------------------------------

@@ -107,3 +107,32 @@ def test_bad_constructor_args() -> None:
         EventFileWriter(None)  # type: ignore[arg-type]
     with pytest.raises(ConfigurationError, match="flush_every=0"):
         EventFileWriter("x", flush_every=0)
+
+
+def test_text_reads_back_as_a_text_plugin_entry(tmp_path: Path) -> None:
+    """add_text writes what TensorBoard's Text tab shows: a string tensor under the text plugin."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from tensorboard.util import tensor_util
+
+    with EventFileWriter(tmp_path) as w:
+        w.add_scalar("energy_joules", 1.0, step=0)
+        w.add_text("wattwise/measurement", "ESTIMATED by codecarbon (no counter) – µ", step=3)
+    acc = EventAccumulator(str(tmp_path), size_guidance={"tensors": 0})
+    acc.Reload()
+    assert acc.Tags()["tensors"] == ["wattwise/measurement"]
+    assert acc.Tags()["scalars"] == ["energy_joules"]
+    assert acc.PluginTagToContent("text") == {"wattwise/measurement": b""}
+    (event,) = acc.Tensors("wattwise/measurement")
+    assert event.step == 3
+    value = tensor_util.make_ndarray(event.tensor_proto)
+    assert value.shape == () and value.item().decode() == "ESTIMATED by codecarbon (no counter) – µ"
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [({"tag": "", "text": "x"}, "tag=''"), ({"tag": "t", "text": 3}, "text=3"),
+     ({"tag": "t", "text": "x", "step": -1}, "step=-1")],
+)
+def test_text_rejects_bad_arguments(tmp_path: Path, kwargs: dict[str, object], match: str) -> None:
+    with EventFileWriter(tmp_path) as w, pytest.raises(ConfigurationError, match=match):
+        w.add_text(**kwargs)  # type: ignore[arg-type]

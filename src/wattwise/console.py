@@ -23,6 +23,7 @@ __all__ = [
     "epoch_stage",
     "format_number",
     "format_run_table",
+    "measurement_label",
     "render_table",
     "stage_labels",
 ]
@@ -171,16 +172,27 @@ def format_run_table(summary: Mapping[str, Any]) -> str:
     return "\n".join(lines + _stage_notes(summary) + _footer(summary))
 
 
-def _title(summary: Mapping[str, Any]) -> str:
-    """``wattwise run 'name': status, MEASURED/ESTIMATED ...`` (and the error, if any)."""
+def measurement_label(summary: Mapping[str, Any]) -> str:
+    """How a run's joules were obtained, in words: ``ESTIMATED by codecarbon (no hardware counter
+    readable)``, ``MEASURED by hardware counters (nvml, rapl)`` or ``NOT MEASURED (no meter
+    available)``; the table's title and the TensorBoard text entry of the callbacks say it.
+
+    Example:
+        >>> measurement_label({"estimated": True, "meters": [{"name": "codecarbon"}]})
+        'ESTIMATED by codecarbon (no hardware counter readable)'
+    """
     used = [m for m in _meters(summary) if m.get("use") != "excluded"]
     names = ", ".join(dict.fromkeys(str(m.get("name")) for m in used)) or "none"
     if summary.get("estimated"):
-        kind = f"ESTIMATED by {names} (no hardware counter readable)"
-    elif used:
-        kind = f"MEASURED by hardware counters ({names})"
-    else:
-        kind = "NOT MEASURED (no meter available)"
+        return f"ESTIMATED by {names} (no hardware counter readable)"
+    if used:
+        return f"MEASURED by hardware counters ({names})"
+    return "NOT MEASURED (no meter available)"
+
+
+def _title(summary: Mapping[str, Any]) -> str:
+    """``wattwise run 'name': status, MEASURED/ESTIMATED ...`` (and the error, if any)."""
+    kind = measurement_label(summary)
     status = summary.get("status", "?")
     name = summary.get("run_name")
     title = (

@@ -14,6 +14,8 @@ and samples are counted by :class:`wattwise.keras_data.SampleCounter`, which exp
 from __future__ import annotations
 
 import logging
+import os
+import sys
 from collections.abc import Mapping, Sequence
 from os import PathLike
 from pathlib import Path
@@ -27,7 +29,7 @@ from wattwise.config import CallbackOptions, RunContext
 from wattwise.errors import ConfigurationError, WattwiseWarning
 from wattwise.keras_data import SampleCounter, ranks, zeros_batch
 from wattwise.meters.base import Meter
-from wattwise.records import metric_keys
+from wattwise.records import MEASUREMENT_TEXT_TAG, metric_keys
 from wattwise.tracker import EnergyTracker
 
 if TYPE_CHECKING:
@@ -64,13 +66,19 @@ class EnergyMonitor(keras.callbacks.Callback):  # type: ignore[misc]
       (``energy_joules_gpu_0``, ``energy_joules_cpu_package_0``);
     * ``val_energy_joules``, ``val_energy_joules_per_sample``, ... for the validation inside
       ``fit`` (Keras's ``val_`` convention);
-    * estimates (no hardware counter readable): ``energy_estimated_...`` instead;
+    * ``energy_estimated``: 1.0 when the joules are estimates (no hardware counter readable),
+      0.0 when measured. The keys are the same on every machine, so
+      ``EarlyStopping(monitor="energy_joules_per_sample", mode="min")`` works everywhere;
     * step-level (``log_every_n_steps``): ``energy_step_joules``,
       ``energy_step_joules_per_sample``, ``energy_step_watts`` in the batch ``logs``.
 
     Unknown values are left out, never written as 0. ``log_dir=`` writes the epoch values
     as TensorBoard scalars (no TensorFlow needed) to ``<log_dir>/train`` and
-    ``<log_dir>/validation``, tags ``epoch_energy_joules``... like Keras's TensorBoard.
+    ``<log_dir>/validation``, tags ``epoch_energy_joules``... like Keras's TensorBoard, and
+    once per run a text entry ``wattwise/measurement`` saying MEASURED or ESTIMATED. When a
+    ``keras.callbacks.TensorBoard`` listed after the monitor writes the same ``log_dir``, that
+    callback writes the energy keys from ``logs`` and the monitor writes no scalar of its own
+    there, so every tag is written once.
 
     **Runs.** Standalone ``evaluate`` / ``predict`` with the monitor are measured as ``test`` /
     ``predict`` stages of the run (summary and ``log_dir``). A second ``fit`` is a new run
@@ -164,6 +172,9 @@ class EnergyMonitor(keras.callbacks.Callback):  # type: ignore[misc]
         self._samples = SampleCounter(batch_size, samples_per_epoch, validation_samples)
         self._log_dir = Path(log_dir) if log_dir is not None else None
         self._writers: dict[str, EventFileWriter] = {}
+        # what a keras.callbacks.TensorBoard after this one writes into log_dir from the logs:
+        # nothing, the epoch keys ("epoch"), or the batch keys too ("batch"); set per fit
+        self._keras_tensorboard: str | None = None
 
     @property
     def summary(self) -> dict[str, Any] | None:
@@ -178,6 +189,17 @@ class EnergyMonitor(keras.callbacks.Callback):  # type: ignore[misc]
             "keras_backend": keras.backend.backend(), "stage": stage, "global_rank": global_rank,
             "model": type(self.model).__name__ if self.model is not None else None,
         })
+        if self._log_dir is not None and global_rank == 0:
+            self.tracker.guard("writing the TensorBoard text entry", self._write_note, stage)
+
+    def _write_note(self, stage: str) -> None:
+        """Say once per run, as a TensorBoard text entry, how the joules are obtained."""
+        from wattwise.console import measurement_label
+
+        summary = self.tracker.summary()
+        if len(summary.get("stages") or ()) == 1:  # the run's first stage
+            self._writer("train" if stage == "fit" else stage).add_text(
+                MEASUREMENT_TEXT_TAG, measurement_label(summary))
 
     def _end(self, status: str, error: BaseException | None = None, *, table: bool) -> None:
         self.tracker.end_stage(status, error)  # type: ignore[arg-type]
@@ -215,6 +237,7 @@ class EnergyMonitor(keras.callbacks.Callback):  # type: ignore[misc]
     # fit --------------------------------------------------------------------------------------
     def on_train_begin(self, logs: Mapping[str, Any] | None = None) -> None:
         self._samples.begin_fit(self.model)  # raises, naming the options, before any step
+        self._keras_tensorboard = _keras_tensorboard_after(self, self._log_dir)
         self._begin("fit")
         if self._options.advice and self.tracker.global_rank == 0:
             self.tracker.check_advice(self._check_sizing)
@@ -238,7 +261,8 @@ class EnergyMonitor(keras.callbacks.Callback):  # type: ignore[misc]
                 values = metric_keys(rec.phases[phase], "keras")
                 if logs is not None:
                     logs.update(values)
-                self._write_scalars(run, values, int(epoch))
+                if self._keras_tensorboard is None:  # else Keras's TensorBoard writes them
+                    self._write_scalars(run, values, int(epoch))
 
     def on_train_end(self, logs: Mapping[str, Any] | None = None) -> None:
         self._end("completed", table=True)
@@ -286,19 +310,29 @@ class EnergyMonitor(keras.callbacks.Callback):  # type: ignore[misc]
         self._end("completed", table=False)
 
     # TensorBoard (wattwise's own writer), sizing ----------------------------------------------
+    def _writer(self, run: str) -> EventFileWriter:
+        w = self._writers.get(run)
+        if w is None:
+            from wattwise.tbwriter import EventFileWriter
+
+            assert self._log_dir is not None
+            w = self._writers[run] = EventFileWriter(self._log_dir / run)
+        return w
+
     def _write_scalars(self, run: str, values: Mapping[str, float], step: int,
                        tag_prefix: str = "epoch_") -> None:
+        """Write ``values`` as Keras's TensorBoard callback would: ``val_`` keys (prefix
+        removed) to ``validation``, the others to ``train`` (or to the standalone run)."""
         if self._log_dir is None or not values or self.tracker.global_rank != 0:
             return
         try:
-            w = self._writers.get(run)
-            if w is None:
-                from wattwise.tbwriter import EventFileWriter
-
-                w = self._writers[run] = EventFileWriter(self._log_dir / run)
+            w = self._writer(run)
             for key, value in values.items():
-                tag = key[4:] if run == "validation" and key.startswith("val_") else key
-                w.add_scalar(tag_prefix + tag, value, step)
+                if run == "validation":
+                    if not key.startswith("val_"):
+                        continue  # the flag goes to train/, where Keras's callback puts it
+                    key = key[4:]
+                w.add_scalar(tag_prefix + key, value, step)
         except Exception as e:  # noqa: BLE001 - logging never kills training
             warn(f"EnergyMonitor: writing TensorBoard scalars failed ({e!r})", WattwiseWarning)
 
@@ -317,6 +351,39 @@ class EnergyMonitor(keras.callbacks.Callback):  # type: ignore[misc]
             coefficients=self._options.coefficients)
 
 
+def _keras_tensorboard_after(monitor: EnergyMonitor, log_dir: Path | None) -> str | None:
+    """What a ``keras.callbacks.TensorBoard`` listed after ``monitor`` and writing ``log_dir``
+    writes from the ``logs`` the monitor fills: ``"epoch"`` (the epoch keys), ``"batch"``
+    (batch keys too, ``update_freq`` not ``"epoch"``) or None (no such callback).
+
+    Keras gives a callback no view of the others, so the ``CallbackList`` calling
+    ``on_train_begin`` is found on the call stack (a Keras internal, Keras 3.0 to 3.15); if it
+    is not found, the monitor writes its own scalars as before.
+    """
+    if log_dir is None:
+        return None
+    frame = sys._getframe(1)
+    callbacks: list[Any] | None = None
+    for _ in range(8):  # CallbackList.on_train_begin is the caller's caller or so
+        owner = frame.f_locals.get("self")
+        found = getattr(owner, "callbacks", None)
+        if isinstance(found, list) and any(c is monitor for c in found):
+            callbacks = found
+            break
+        if frame.f_back is None:
+            break
+        frame = frame.f_back
+    if callbacks is None:
+        return None
+    after = callbacks[[c is monitor for c in callbacks].index(True) + 1:]
+    ours = os.path.realpath(log_dir)
+    for c in after:
+        if isinstance(c, keras.callbacks.TensorBoard) and os.path.realpath(
+                str(getattr(c, "log_dir", ""))) == ours:
+            return "epoch" if getattr(c, "update_freq", "epoch") == "epoch" else "batch"
+    return None
+
+
 class _StepEnergyMonitor(EnergyMonitor):
     """An :class:`EnergyMonitor` with step-level logging (``log_every_n_steps`` set): the only
     class that overrides ``on_train_batch_end`` (Keras then dispatches batch hooks
@@ -331,4 +398,5 @@ class _StepEnergyMonitor(EnergyMonitor):
             metrics = metric_keys(rec, "keras")
             if logs is not None:
                 logs.update(metrics)
-            self._write_scalars("train", metrics, rec.step + 1, tag_prefix="batch_")  # batches done
+            if self._keras_tensorboard != "batch":  # else Keras's TensorBoard writes them
+                self._write_scalars("train", metrics, rec.step + 1, tag_prefix="batch_")

@@ -24,7 +24,15 @@ from typing import Any
 from wattwise.config import CallbackOptions, RunContext
 from wattwise.errors import ConfigurationError, MeterUnavailableError
 from wattwise.meters.base import Meter
-from wattwise.records import PhaseRecord, StepRecord, metric_keys, reduce_records
+from wattwise.records import (
+    MEASUREMENT_TEXT_TAG,
+    PhaseRecord,
+    StepRecord,
+    grouped,
+    metric_keys,
+    progress_bar_metrics,
+    reduce_records,
+)
 from wattwise.tracker import EnergyTracker
 
 __all__ = ["EnergyMonitor"]  # noqa: F822 - built lazily by __getattr__
@@ -32,21 +40,26 @@ __all__ = ["EnergyMonitor"]  # noqa: F822 - built lazily by __getattr__
 _DOC = """Measure the energy of training, validation, test and predict; log it per epoch.
 
     Joules come from hardware counters (NVML, RAPL) read at window boundaries only, never
-    per batch unless step-level logging is on. Metric keys, once per epoch and phase, in
-    ``trainer.callback_metrics`` (for ``EarlyStopping``, ``ModelCheckpoint``) and every logger:
+    per batch unless step-level logging is on. Metric keys, once per epoch and phase, go where
+    ``pl_module.log(..., on_epoch=True)`` puts them: ``trainer.callback_metrics`` (for
+    ``EarlyStopping``, ``ModelCheckpoint``), ``trainer.logged_metrics`` and every logger, with
+    ``epoch`` (each logger's ``group_separator`` in place of ``/``):
 
     * ``energy/train_joules``, ``energy/train_joules_per_sample``, ``energy/train_watts``
       (joules / wall seconds), ``energy/train_active_joules`` (with an idle baseline),
-      ``energy/train_co2_g`` (with a carbon intensity), ``energy/train_joules/<domain>``;
+      ``energy/train_co2_g`` (with a carbon intensity), ``energy/train_joules/<domain>``
+      (``gpu_0``, ``cpu_package-0``: letters, digits, ``_``, ``-``, ``.``);
     * the same with ``val_``, ``test_`` (and ``predict_`` in the summary only);
+    * ``energy/estimated``: 1.0 when the joules are estimates (no hardware counter readable),
+      0.0 when measured. The keys are the same on every machine, so a config written on a
+      GPU box runs on a laptop; the estimate is said by this key, the console table, the run
+      summary and a TensorBoard text entry ``wattwise/measurement``;
     * step-level (``log_every_n_steps``): ``energy/train_step_joules``,
       ``energy/train_step_joules_per_sample``, ``energy/train_step_watts`` (rank 0's meters).
 
-    Estimates (no hardware counter readable) use ``energy_estimated/`` instead of
-    ``energy/``. Unknown values are not logged at all, never as 0: a batch whose samples
-    cannot be counted (pass ``batch_size_fn``) leaves J/sample unknown, with one warning.
-    A train key monitored with a validation loop needs
-    ``EarlyStopping(..., check_on_train_epoch_end=True)``.
+    Unknown values are not logged at all, never as 0: a batch whose samples cannot be counted
+    (pass ``batch_size_fn``) leaves J/sample unknown, with one warning. A train key monitored
+    with a validation loop needs ``EarlyStopping(..., check_on_train_epoch_end=True)``.
 
     **Runs.** The summary holds every stage of a run (``fit`` and the ``validate``/``test``/
     ``predict`` calls after it), each with its own epochs. A second ``fit`` is a new run, in
@@ -75,6 +88,8 @@ _DOC = """Measure the energy of training, validation, test and predict; log it p
         country_iso_code: ISO 3166 alpha-3 code for codecarbon's offline carbon intensity.
         print_summary: print the run table at the end of ``fit`` on rank 0 (default True).
         run_name: a name for the run summary (default None).
+        prog_bar: show the joules per sample (``energy/train_joules_per_sample``,
+            ``energy/val_joules_per_sample``) in the progress bar (default False).
 
     Raises:
         ConfigurationError: on a bad argument, at construction.
@@ -128,8 +143,12 @@ class _EnergyMonitorImpl:
         country_iso_code: str | None = None,
         print_summary: bool = True,
         run_name: str | None = None,
+        prog_bar: bool = False,
     ) -> None:
         super().__init__()
+        if not isinstance(prog_bar, bool):
+            raise ConfigurationError(f"EnergyMonitor(prog_bar={prog_bar!r}): expected True (show "
+                                     "J/sample in the progress bar) or False")
         if batch_size_fn is not None and not callable(batch_size_fn):
             raise ConfigurationError(
                 f"EnergyMonitor(batch_size_fn={batch_size_fn!r}): expected None or a callable "
@@ -142,6 +161,7 @@ class _EnergyMonitorImpl:
             idle_baseline_s=idle_baseline_s, carbon_intensity_g_per_kwh=carbon_intensity_g_per_kwh,
             country_iso_code=country_iso_code, run_name=run_name, log_every_n_steps=log_every_n_steps))
         self._batch_size_fn = batch_size_fn
+        self._prog_bar = prog_bar
 
     # stages ------------------------------------------------------------------------------------
     def _begin(self, trainer: Any, pl_module: Any, stage: str) -> None:
@@ -173,6 +193,23 @@ class _EnergyMonitorImpl:
             raise error
         if errors:
             raise MeterUnavailableError("; ".join(errors))
+        if context.global_rank == 0 and trainer.loggers:
+            self.tracker.guard("writing the TensorBoard text entry", self._write_note, trainer)
+
+    def _write_note(self, trainer: Any) -> None:
+        """Say once per run, in every TensorBoard logger's Text tab, how the joules are obtained."""
+        import importlib
+
+        from wattwise.console import measurement_label
+
+        summary = self.tracker.summary()
+        if len(summary.get("stages") or ()) != 1:  # not the run's first stage: said already
+            return
+        tensorboard = importlib.import_module(f"{self._package}.loggers").TensorBoardLogger
+        for logger in trainer.loggers:
+            if isinstance(logger, tensorboard):
+                logger.experiment.add_text(MEASUREMENT_TEXT_TAG, measurement_label(summary),
+                                           global_step=trainer.global_step)
 
     def _end(self, status: str, error: BaseException | None = None, *, table: bool = True) -> None:
         self.tracker.end_stage(status, error)  # type: ignore[arg-type]
@@ -200,9 +237,11 @@ class _EnergyMonitorImpl:
                                pl_module, rec)
 
     def _log_record(self, trainer: Any, pl_module: Any, rec: PhaseRecord | None) -> None:
-        """Publish a phase record (summed over ranks) to ``trainer.callback_metrics`` and every
-        logger: the destinations of ``pl_module.log(..., on_epoch=True)``, written directly
-        because the values are final (Lightning's per-key bookkeeping costs ~0.3 ms a key)."""
+        """Publish a phase record (summed over ranks) where ``pl_module.log(..., on_epoch=True)``
+        would: ``trainer.callback_metrics``, ``trainer.logged_metrics``, (with ``prog_bar``)
+        ``trainer.progress_bar_metrics`` and every logger with ``epoch`` at the step Lightning
+        logs its epoch-end metrics at. Written directly because the values are final and summed
+        over ranks (Lightning's per-key result bookkeeping costs ~0.3 ms a key)."""
         if trainer.world_size > 1:  # a collective: every rank takes part, with or without rec
             gathered = _all_gather((rec, bool(self.tracker.meters)))
             rec = None if rec is None else reduce_records(gathered)
@@ -213,27 +252,37 @@ class _EnergyMonitorImpl:
             return
         if _fn(trainer) != "fit":  # validate/test: pl_module.log puts them in the results
             ddp = trainer.world_size > 1
+            bar = progress_bar_metrics(metrics) if self._prog_bar else {}
             for key, value in metrics.items():  # identical on every rank
                 pl_module.log(key, value, on_step=False, on_epoch=True, sync_dist=ddp,
-                              reduce_fx="max" if ddp else "mean", batch_size=1)
+                              reduce_fx="max" if ddp else "mean", batch_size=1,
+                              prog_bar=key in bar)
             return
         import torch
 
-        for key, value in metrics.items():
-            trainer.callback_metrics[key] = torch.tensor(value)
-        if trainer.global_rank == 0 and trainer.loggers:
-            # the step Lightning logs its own epoch-end metrics at, so the curves line up
-            loop = getattr(getattr(trainer, "fit_loop", None), "epoch_loop", None)
-            step = int(getattr(loop, "_batches_that_stepped", trainer.global_step))
-            step = max(step - 1, 0) if rec.phase == "train" else step
-            for logger in trainer.loggers:
-                logger.log_metrics(metrics, step=step)
+        tensors = {k: torch.tensor(v) for k, v in metrics.items()}
+        trainer.callback_metrics.update(tensors)
+        trainer.logged_metrics.update(tensors)
+        if self._prog_bar:
+            trainer.progress_bar_metrics.update(progress_bar_metrics(metrics))
+        # the step Lightning logs its own epoch-end metrics at, so the curves line up
+        loop = getattr(getattr(trainer, "fit_loop", None), "epoch_loop", None)
+        step = int(getattr(loop, "_batches_that_stepped", trainer.global_step))
+        self._to_loggers(trainer, metrics, max(step - 1, 0) if rec.phase == "train" else step)
 
     def _log_step(self, trainer: Any, rec: StepRecord) -> None:
-        metrics = metric_keys(rec, "lightning")
-        if metrics and trainer.global_rank == 0:
-            for logger in trainer.loggers:
-                logger.log_metrics(metrics, step=trainer.global_step)
+        self._to_loggers(trainer, metric_keys(rec, "lightning"), trainer.global_step)
+
+    @staticmethod
+    def _to_loggers(trainer: Any, metrics: dict[str, float], step: int) -> None:
+        """Every logger gets the metrics with ``epoch`` (as Lightning's own ``log_metrics``
+        adds it) and its ``group_separator`` (as ``DeviceStatsMonitor`` honours it); rank 0."""
+        if not metrics or trainer.global_rank != 0:
+            return
+        for logger in trainer.loggers:
+            logged = grouped(metrics, getattr(logger, "group_separator", "/"))
+            logged["epoch"] = trainer.current_epoch
+            logger.log_metrics(logged, step=step)
 
     def _check_sizing(self, pl_module: Any, batch: Any) -> Any:
         if self.tracker.global_rank != 0:

@@ -1,8 +1,9 @@
 """Results as frozen records, their metric keys, and their reduction across processes.
 
 Framework-free arithmetic both callbacks share: one :func:`metric_keys` builds the logged keys of
-either framework; :func:`reduce_records` sums a phase record over ranks (the adapter only does
-the ``all_gather``).
+either framework (the same on every machine, with :data:`ESTIMATED_KEY` saying whether the joules
+are estimates), :func:`grouped` applies a logger's group separator; :func:`reduce_records` sums a
+phase record over ranks (the adapter only does the ``all_gather``).
 """
 
 from __future__ import annotations
@@ -13,11 +14,16 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 __all__ = [
+    "ESTIMATED_KEY",
+    "MEASUREMENT_TEXT_TAG",
     "METRIC_QUANTITIES",
     "EpochRecord",
     "PhaseRecord",
     "StepRecord",
+    "domain_key",
+    "grouped",
     "metric_keys",
+    "progress_bar_metrics",
     "reduce_records",
 ]
 
@@ -94,7 +100,8 @@ class PhaseRecord:
     def metrics(self) -> dict[str, float]:
         """Flat quantity -> value dict, None values left out: ``joules``, ``joules_per_sample``,
         ``joules_per_batch``, ``watts``, ``seconds``, ``samples``, ``active_joules``, ``co2_g``
-        and ``joules/<domain>`` per known domain (e.g. ``joules/gpu:0``)."""
+        and ``joules/<domain>`` per known domain (e.g. ``joules/gpu:0``; the domain as is, not
+        a metric key - see :func:`metric_keys` for those)."""
         out: dict[str, float] = {}
         for key in ("joules", "joules_per_sample", "joules_per_batch", "watts", "seconds",
                     "samples", "active_joules", "co2_g"):
@@ -157,9 +164,32 @@ class EpochRecord:
         }
 
 
-def _domain_key(domain: str) -> str:
-    """``"cpu:package-0"`` -> ``"cpu_package_0"`` (a Keras log / CSV column name)."""
-    return "".join(c if c.isalnum() else "_" for c in domain)
+#: The key that says whether the joules of the logged values are estimates: 1.0 (estimated, no
+#: hardware counter readable) or 0.0 (measured). One key per style, whatever the phase.
+ESTIMATED_KEY: dict[str, str] = {"lightning": "energy/estimated", "keras": "energy_estimated"}
+
+#: The tag of the one TensorBoard text entry that says how the joules were obtained.
+MEASUREMENT_TEXT_TAG = "wattwise/measurement"
+
+_ALNUM = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789")
+_SAFE = _ALNUM | frozenset("_-.")
+
+
+def domain_key(domain: str, style: Literal["lightning", "keras"] = "lightning") -> str:
+    """A domain name as a metric-key segment that every logger accepts.
+
+    Lightning style keeps letters, digits, ``_``, ``-`` and ``.`` (what MLflow, W&B, CSV and
+    TensorBoard all accept; ``/`` is the group separator, so it is replaced too); Keras style
+    keeps letters and digits (a Python-identifier-like log name). Everything else (non-ASCII
+    letters too) becomes ``_``.
+
+    Example:
+        >>> domain_key("cpu:package-0"), domain_key("cpu:package-0", "keras")
+        ('cpu_package-0', 'cpu_package_0')
+    """
+    if style == "lightning":
+        return "".join(c if c in _SAFE else "_" for c in domain)
+    return "".join(c if c in _ALNUM else "_" for c in domain)
 
 
 def metric_keys(
@@ -167,19 +197,30 @@ def metric_keys(
 ) -> dict[str, float]:
     """The logged keys and values of one record; unknown (None, NaN) values are left out.
 
+    The keys never depend on the hardware: measured and estimated joules have the same keys,
+    and :data:`ESTIMATED_KEY` (``energy/estimated`` / ``energy_estimated``: 1.0 estimated, 0.0
+    measured) comes with every non-empty result to say which.
+
     Lightning: ``energy/<phase>_<quantity>`` with phase ``train``/``val``/``test``/``predict``,
-    ``energy/<phase>_joules/<domain>`` per domain, step records as ``energy/train_step_<q>``.
-    Keras: ``<prefix>energy_<quantity>`` with prefix ``""``/``val_``/``test_``/``predict_``,
-    ``<prefix>energy_joules_<domain>`` (non-alphanumerics as ``_``), step records as
-    ``energy_step_<q>``. Estimates say ``energy_estimated`` instead of ``energy``.
+    ``energy/<phase>_joules/<domain>`` per domain (:func:`domain_key`: ``cpu_package-0``), step
+    records as ``energy/train_step_<q>``. Keras: ``<prefix>energy_<quantity>`` with prefix
+    ``""``/``val_``/``test_``/``predict_``, ``<prefix>energy_joules_<domain>`` (non-alphanumerics
+    as ``_``), step records as ``energy_step_<q>``. Every key is made of letters, digits,
+    ``_``, ``/``, ``-`` and ``.`` only.
+
+    Example:
+        >>> rec = PhaseRecord.from_sums("validate", 0, joules=6.0, seconds=2.0, samples=3,
+        ...     batches=1, joules_by_domain={"cpu:package-0": 6.0}, estimated=True)
+        >>> metric_keys(rec, "lightning")  # doctest: +NORMALIZE_WHITESPACE
+        {'energy/val_joules': 6.0, 'energy/val_joules_per_sample': 2.0, 'energy/val_watts': 3.0,
+         'energy/val_joules/cpu_package-0': 6.0, 'energy/estimated': 1.0}
     """
     step = isinstance(rec, StepRecord)
-    root = "energy_estimated" if rec.estimated else "energy"
     if style == "lightning":
         phase = _LIGHTNING_PHASE.get(rec.phase, rec.phase) + ("_step" if step else "")
-        stem, sep = f"{root}/{phase}_", "/"
+        stem, sep = f"energy/{phase}_", "/"
     else:
-        stem = _KERAS_PHASE.get(rec.phase, rec.phase + "_") + root + ("_step_" if step else "_")
+        stem = _KERAS_PHASE.get(rec.phase, rec.phase + "_") + ("energy_step_" if step else "energy_")
         sep = "_"
     out: dict[str, float] = {}
     for q in _STEP_QUANTITIES if step else METRIC_QUANTITIES:
@@ -189,8 +230,29 @@ def metric_keys(
     if isinstance(rec, PhaseRecord):
         for d, v in rec.joules_by_domain.items():
             if v is not None and math.isfinite(v):
-                out[f"{stem}joules{sep}{d if style == 'lightning' else _domain_key(d)}"] = float(v)
+                out[f"{stem}joules{sep}{domain_key(d, style)}"] = float(v)
+    if out:
+        out[ESTIMATED_KEY[style]] = 1.0 if rec.estimated else 0.0
     return out
+
+
+def grouped(metrics: Mapping[str, float], separator: str) -> dict[str, float]:
+    """``metrics`` with the group separator ``/`` of Lightning-style keys replaced by a logger's
+    ``group_separator`` (as Lightning's ``DeviceStatsMonitor`` honours it); the same dict
+    contents when the separator is ``/``.
+
+    Example:
+        >>> grouped({"energy/train_joules": 1.0}, ".")
+        {'energy.train_joules': 1.0}
+    """
+    if separator == "/":
+        return dict(metrics)
+    return {k.replace("/", separator): v for k, v in metrics.items()}
+
+
+def progress_bar_metrics(metrics: Mapping[str, float]) -> dict[str, float]:
+    """The keys worth a progress bar's room: the joules per sample of each phase."""
+    return {k: v for k, v in metrics.items() if k.endswith("joules_per_sample")}
 
 
 # --------------------------------------------------------------------------------------------

@@ -9,8 +9,9 @@ serialized ``tensorflow.Event`` protocol buffer. A TFRecord is::
     uint32 masked_crc32c(data)
 
 The ``Event`` and ``Summary`` messages are encoded by hand; only the fields needed for scalars
-are written (``Event.wall_time`` = 1, ``step`` = 2, ``file_version`` = 3, ``summary`` = 5;
-``Summary.value`` = 1; ``Summary.Value.tag`` = 1, ``simple_value`` = 2).
+and text are written (``Event.wall_time`` = 1, ``step`` = 2, ``file_version`` = 3, ``summary`` =
+5; ``Summary.value`` = 1; ``Summary.Value.tag`` = 1, ``simple_value`` = 2, ``tensor`` = 8,
+``metadata`` = 9).
 
 Example:
     >>> import tempfile
@@ -104,6 +105,15 @@ def _scalar_summary(tag: str, value: float) -> bytes:
     return _len_delimited(1, val)
 
 
+def _text_summary(tag: str, text: str) -> bytes:
+    """A ``Summary`` with one value for TensorBoard's text plugin: ``metadata`` (9) naming the
+    plugin ``"text"``, ``tensor`` (8) a scalar ``DT_STRING`` (dtype 1 = 7, ``string_val`` 8)."""
+    metadata = _len_delimited(1, _len_delimited(1, b"text"))  # SummaryMetadata.plugin_data.plugin_name
+    tensor = _key(1, 0) + _varint(7) + _len_delimited(2, b"") + _len_delimited(8, text.encode("utf-8"))
+    val = _len_delimited(1, tag.encode("utf-8")) + _len_delimited(9, metadata) + _len_delimited(8, tensor)
+    return _len_delimited(1, val)
+
+
 def _is_int(value: object, *, minimum: int) -> bool:
     """True for an int (not a bool) >= ``minimum``."""
     return isinstance(value, int) and not isinstance(value, bool) and value >= minimum
@@ -116,7 +126,7 @@ def _record(data: bytes) -> bytes:
 
 
 class EventFileWriter:
-    """Writes scalar summaries to one TensorBoard event file, without TensorFlow.
+    """Writes scalar (and text) summaries to one TensorBoard event file, without TensorFlow.
 
     The file ``events.out.tfevents.<time>.<host>.<pid>.wattwise`` is created in ``log_dir``
     (made if missing) at the first flush, so constructing a writer has no side effect on disk.
@@ -193,6 +203,35 @@ class EventFileWriter:
             raise ValueError(f"EventFileWriter({str(self.log_dir)!r}) is closed")
         wall = time.time() if wall_time_s is None else float(wall_time_s)
         self._buffer.append(_record(_event(wall, step, summary=_scalar_summary(tag, float(value)))))
+        if len(self._buffer) >= self._flush_every:
+            self.flush()
+
+    def add_text(self, tag: str, text: str, step: int = 0,
+                 wall_time_s: float | None = None) -> None:
+        """Record ``text`` (Markdown) under ``tag`` at ``step``, for TensorBoard's Text tab.
+
+        Args:
+            tag: the entry's name (e.g. ``"wattwise/measurement"``).
+            text: the text, Markdown as TensorBoard renders it.
+            step: the x-axis value, an int >= 0 (default 0).
+            wall_time_s: Unix time of the event in seconds; default now.
+
+        Raises:
+            ConfigurationError: on an empty tag, a text that is not a str, a bad step.
+            ValueError: if the writer was closed.
+        """
+        if not isinstance(tag, str) or not tag:
+            raise ConfigurationError(f"EventFileWriter.add_text(tag={tag!r}): expected a non-empty str")
+        if not isinstance(text, str):
+            raise ConfigurationError(f"EventFileWriter.add_text(tag={tag!r}, text={text!r}): "
+                                     "expected a str")
+        if not _is_int(step, minimum=0):
+            raise ConfigurationError(
+                f"EventFileWriter.add_text(tag={tag!r}, step={step!r}): expected an int >= 0")
+        if self._closed:
+            raise ValueError(f"EventFileWriter({str(self.log_dir)!r}) is closed")
+        wall = time.time() if wall_time_s is None else float(wall_time_s)
+        self._buffer.append(_record(_event(wall, step, summary=_text_summary(tag, text))))
         if len(self._buffer) >= self._flush_every:
             self.flush()
 

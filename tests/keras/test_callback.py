@@ -45,7 +45,8 @@ def test_history_keys_and_values() -> None:
     assert hist["val_energy_joules"] == [J, J]
     assert hist["val_energy_joules_per_sample"] == pytest.approx([J / N_VAL] * 2)
     assert all(w > 0 for w in hist["val_energy_watts"])
-    assert not any("estimated" in k for k in hist)
+    assert hist["energy_estimated"] == [0.0, 0.0]  # measured
+    assert not any("estimated" in k for k in hist if k != "energy_estimated")
     assert len(hist["loss"]) == 2
 
 
@@ -114,15 +115,21 @@ def test_validation_is_excluded_from_training() -> None:
     assert hist["val_energy_joules_per_sample"] == pytest.approx([200.0 / N_VAL] * 2)
 
 
-def test_estimates_are_labelled() -> None:
-    mon = EnergyMonitor([FakeMeter(joules_per_read=J, estimated=True, name="codecarbon")],
-                        print_summary=False)
+def test_estimates_have_the_measured_keys_and_say_so() -> None:
+    """An estimate-only machine logs the keys of a machine with counters; energy_estimated=1.0."""
+    mon = EnergyMonitor([FakeMeter(("cpu:estimated",), joules_per_read=J, estimated=True,
+                                   name="codecarbon")], print_summary=False)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         hist = _fit(mon, epochs=1).history
-    assert hist["energy_estimated_joules"] == [J]
-    assert hist["val_energy_estimated_joules_per_sample"] == pytest.approx([J / N_VAL])
-    assert not any(k.startswith(("energy_joules", "val_energy_joules")) for k in hist)
+    measured = _fit(EnergyMonitor([FakeMeter(("cpu:estimated",), joules_per_read=J)],
+                                  print_summary=False), epochs=1).history
+    assert hist.keys() == measured.keys()
+    assert hist["energy_joules"] == [J]
+    assert hist["val_energy_joules_per_sample"] == pytest.approx([J / N_VAL])
+    assert hist["energy_estimated"] == [1.0] and measured["energy_estimated"] == [0.0]
+    assert not any("estimated" in k for k in hist if k not in (
+        "energy_estimated", "energy_joules_cpu_estimated", "val_energy_joules_cpu_estimated"))
 
 
 def test_csv_logger_after_monitor(tmp_path: Path) -> None:
@@ -158,6 +165,30 @@ def _wattwise_scalars(run_dir: Path) -> dict[str, list[tuple[int, float]]]:
     return {t: [(e.step, e.value) for e in acc.Scalars(t)] for t in acc.Tags()["scalars"]}
 
 
+def _texts(run_dir: Path) -> dict[str, list[str]]:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from tensorboard.util import tensor_util
+
+    acc = EventAccumulator(str(run_dir), size_guidance={"tensors": 0})
+    acc.Reload()
+    return {t: [tensor_util.make_ndarray(e.tensor_proto).item().decode() for e in acc.Tensors(t)]
+            for t in acc.PluginTagToContent("text")}
+
+
+def _tag_events(log_dir: Path) -> dict[tuple[str, str], list[int]]:
+    """(run, tag) -> the steps of every event of that tag, over every event file of the run:
+    a tag written twice (two files, or twice in one) shows each step twice."""
+    from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
+
+    out: dict[tuple[str, str], list[int]] = {}
+    for f in sorted(log_dir.rglob("events.out.tfevents.*")):
+        run = f.parent.relative_to(log_dir).as_posix()
+        for event in EventFileLoader(str(f)).Load():
+            for value in event.summary.value:
+                out.setdefault((run, value.tag), []).append(event.step)
+    return out
+
+
 def test_log_dir_event_files(tmp_path: Path) -> None:
     _fit(_monitor(log_dir=tmp_path))
     train = _wattwise_scalars(tmp_path / "train")
@@ -168,6 +199,10 @@ def test_log_dir_event_files(tmp_path: Path) -> None:
     assert val["epoch_energy_joules"] == [(0, J), (1, J)]
     assert val["epoch_energy_joules_per_sample"][1][1] == pytest.approx(J / N_VAL)
     assert not any(t.startswith("epoch_val_") for t in val)
+    assert train["epoch_energy_estimated"] == [(0, 0.0), (1, 0.0)]
+    assert "epoch_energy_estimated" not in val  # train/ only, as Keras's TensorBoard puts it
+    assert _texts(tmp_path / "train") == {
+        "wattwise/measurement": ["MEASURED by hardware counters (fake)"]}
     files = list((tmp_path / "train").glob("events.out.tfevents.*.wattwise"))
     assert len(files) == 1
     # summary_path="auto" with a log_dir: the run summary lands beside the event files
@@ -176,8 +211,7 @@ def test_log_dir_event_files(tmp_path: Path) -> None:
 
 
 def test_keras_tensorboard_callback_records_keys(tmp_path: Path) -> None:
-    if keras.backend.backend() != "tensorflow":
-        pytest.skip("keras.callbacks.TensorBoard writes summaries with TensorFlow")
+    pytest.importorskip("tensorflow")  # keras.callbacks.TensorBoard writes with tf.summary
     tb = keras.callbacks.TensorBoard(log_dir=str(tmp_path))
     _fit(_monitor(), callbacks=[tb])
     train = _scalars(tmp_path / "train")
@@ -185,6 +219,32 @@ def test_keras_tensorboard_callback_records_keys(tmp_path: Path) -> None:
     assert [v for _, v in train["epoch_energy_joules"]] == [J, J]
     assert [v for _, v in val["epoch_energy_joules"]] == [J, J]
     assert val["epoch_energy_joules_per_sample"][0][1] == pytest.approx(J / N_VAL)
+
+
+@pytest.mark.parametrize("tensorboard_first", [False, True], ids=["monitor-first", "tb-first"])
+def test_keras_tensorboard_in_the_same_folder_writes_each_tag_once(
+    tmp_path: Path, tensorboard_first: bool
+) -> None:
+    """keras.callbacks.TensorBoard(log_dir=d) with EnergyMonitor(log_dir=d): every energy tag
+    once per epoch in train/ and validation/, tags like Keras's own (epoch_energy_joules)."""
+    pytest.importorskip("tensorflow")
+    tb = keras.callbacks.TensorBoard(log_dir=str(tmp_path))
+    mon = _monitor(log_dir=tmp_path)
+    x, y = arrays(N_TRAIN)
+    tiny_model().fit(x, y, batch_size=BATCH, epochs=2, verbose=0,
+                     validation_data=arrays(N_VAL, seed=1),
+                     callbacks=[tb, mon] if tensorboard_first else [mon, tb])
+    events = _tag_events(tmp_path)
+    energy = {k: v for k, v in events.items() if "energy" in k[1]}
+    for run, tag in [("train", "epoch_energy_joules"), ("train", "epoch_energy_estimated"),
+                     ("train", "epoch_energy_joules_per_sample"),
+                     ("validation", "epoch_energy_joules"),
+                     ("validation", "epoch_energy_joules_per_sample")]:
+        assert energy.pop((run, tag)) == [0, 1], (run, tag, events.get((run, tag)))
+    assert all(steps == [0, 1] for steps in energy.values()), energy  # the others once too
+    assert not any(tag.startswith("epoch_val_") for _, tag in energy)
+    texts = [k for k in events if k[1] == "wattwise/measurement"]
+    assert texts == [("train", "wattwise/measurement")] and events[texts[0]] == [0]
 
 
 def test_failing_meter_never_stops_training(tmp_path: Path) -> None:
@@ -356,6 +416,23 @@ def test_second_worker_on_a_node(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     assert summary["config"]["node_meters"] is False
     assert summary["metadata"]["global_rank"] == 1
     assert not (tmp_path / "tb").exists()
+
+
+@pytest.mark.parametrize("estimated", [False, True], ids=["measured", "estimated"])
+def test_early_stopping_on_energy_stops_with_counters_and_with_estimates(estimated: bool) -> None:
+    """EarlyStopping(monitor="energy_joules_per_sample", mode="min") stops on a machine with
+    counters and on one with estimates only: the key is the same."""
+    meter = FakeMeter(joules_per_read=J, estimated=estimated,
+                      name="codecarbon" if estimated else "fake")
+    stop = keras.callbacks.EarlyStopping(monitor="energy_joules_per_sample", mode="min",
+                                         patience=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        hist = _fit(EnergyMonitor([meter], print_summary=False, advice=False), epochs=5,
+                    callbacks=[stop]).history
+    assert stop.stopped_epoch == 1  # J per window never decreases: no improvement after epoch 0
+    assert len(hist["energy_joules_per_sample"]) == 2
+    assert hist["energy_estimated"] == [float(estimated)] * 2
 
 
 def test_validation_freq_and_early_stopping_on_energy(tmp_path: Path) -> None:

@@ -75,6 +75,28 @@ def test_step_level_readings(tmp_path: Path) -> None:
     assert steps == [1, 2, 3, 4, 5, 6]
 
 
+def test_step_level_with_keras_tensorboard_batch_logging_writes_each_tag_once(
+    tmp_path: Path
+) -> None:
+    """keras.callbacks.TensorBoard(update_freq=1) after the monitor in the same folder writes the
+    step-level keys from the batch logs; the monitor writes no batch scalar of its own."""
+    pytest.importorskip("tensorflow")  # keras.callbacks.TensorBoard writes with tf.summary
+    from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
+
+    mon = EnergyMonitor([FakeMeter(("gpu:0",), joules_per_read=1.0)], log_every_n_steps=1,
+                        min_window_s=0.0, print_summary=False, advice=False, log_dir=tmp_path)
+    tb = keras.callbacks.TensorBoard(log_dir=str(tmp_path), update_freq=1)
+    x, y = arrays(N_TRAIN)
+    tiny_model().fit(x, y, batch_size=BATCH, epochs=1, verbose=0, callbacks=[mon, tb])
+    steps: dict[str, list[int]] = {}
+    for f in (tmp_path / "train").glob("events.out.tfevents.*"):
+        for event in EventFileLoader(str(f)).Load():
+            for value in event.summary.value:
+                steps.setdefault(value.tag, []).append(event.step)
+    assert sorted(steps["batch_energy_step_joules"]) == [1, 2, 3]  # 3 batches, each once
+    assert steps["epoch_energy_joules"] == [0]
+
+
 def test_step_level_respects_min_window() -> None:
     meter = FakeMeter(joules_per_read=1.0)
     mon = EnergyMonitor([meter], log_every_n_steps=1, min_window_s=3600.0, print_summary=False)

@@ -106,6 +106,21 @@ def read_tensorboard(log_dir: Path) -> dict[str, list[tuple[int, float]]]:
     return out
 
 
+def read_text(log_dir: Path) -> dict[str, list[str]]:
+    """All TensorBoard text entries under ``log_dir``, read back from the event files on disk."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from tensorboard.util import tensor_util
+
+    out: dict[str, list[str]] = {}
+    for f in sorted(Path(log_dir).rglob("events.out.tfevents.*")):
+        acc = EventAccumulator(str(f), size_guidance={"tensors": 0})
+        acc.Reload()
+        for tag in acc.PluginTagToContent("text"):
+            out.setdefault(tag, []).extend(
+                tensor_util.make_ndarray(e.tensor_proto).item().decode() for e in acc.Tensors(tag))
+    return out
+
+
 def shared_dir() -> Path:
     env = os.environ.get("WATTWISE_SHARED")
     if env:

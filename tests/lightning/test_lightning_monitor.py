@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from _wattwise_lit import Api, loader, make_module, read_tensorboard
+from _wattwise_lit import Api, loader, make_module, read_tensorboard, read_text
 
 from wattwise.errors import ConfigurationError, MeterUnavailableError, WattwiseWarning
 from wattwise.testing import FakeMeter
@@ -19,6 +19,7 @@ from wattwise.testing import FakeMeter
 torch = pytest.importorskip("torch")
 
 DOMAIN = "cpu:package-0"
+DOMAIN_KEY = "cpu_package-0"  # the domain as a metric-key segment every logger accepts
 
 
 def advancer(api: Api, meter: FakeMeter, train_j: Any = 2.0, val_j: float = 0.5) -> Any:
@@ -65,11 +66,14 @@ def test_fit_logs_measured_energy_to_callback_metrics_and_tensorboard(api: Api, 
     m = {k: float(v) for k, v in trainer.callback_metrics.items()}
     assert m["energy/train_joules"] == pytest.approx(6.0)  # 3 batches x 2 J
     assert m["energy/train_joules_per_sample"] == pytest.approx(0.6)  # 6 J / 10 samples
-    assert m[f"energy/train_joules/{DOMAIN}"] == pytest.approx(6.0)
+    assert m[f"energy/train_joules/{DOMAIN_KEY}"] == pytest.approx(6.0)
     assert m["energy/train_watts"] > 0
     assert m["energy/val_joules"] == pytest.approx(1.0)  # 2 batches x 0.5 J, sanity excluded
     assert m["energy/val_joules_per_sample"] == pytest.approx(1.0 / 6)
-    assert not any(k.startswith("energy_estimated/") for k in m)
+    assert m["energy/estimated"] == 0.0
+    energy = {k for k in m if k.startswith("energy")}
+    assert energy <= set(trainer.logged_metrics), energy - set(trainer.logged_metrics)
+    assert not any(":" in k for k in trainer.logged_metrics)
 
     tb = read_tensorboard(tmp_path / "tb")
     train = tb["energy/train_joules_per_sample"]
@@ -77,10 +81,15 @@ def test_fit_logs_measured_energy_to_callback_metrics_and_tensorboard(api: Api, 
     assert [s for s, _ in train] == [2, 5]  # the step of each epoch's last batch (global step - 1)
     assert [v for _, v in tb["energy/train_joules"]] == pytest.approx([6.0, 6.0])
     assert [v for _, v in tb["energy/val_joules_per_sample"]] == pytest.approx([1 / 6, 1 / 6])
-    assert len(tb[f"energy/train_joules/{DOMAIN}"]) == 2
+    assert len(tb[f"energy/train_joules/{DOMAIN_KEY}"]) == 2
+    assert [v for _, v in tb["energy/estimated"]] == [0.0] * 4  # with each train and val record
+    assert read_text(tmp_path / "tb") == {
+        "wattwise/measurement/text_summary": ["MEASURED by hardware counters (fake)"]}
 
 
-def test_estimates_are_logged_only_under_energy_estimated(lit_api: Api, tmp_path: Path) -> None:
+def test_estimates_have_the_measured_keys_and_say_so(lit_api: Api, tmp_path: Path) -> None:
+    """An estimate-only machine logs the same keys as a machine with counters; energy/estimated
+    is 1.0, and the TensorBoard text entry says ESTIMATED once."""
     meter = FakeMeter((DOMAIN,), estimated=True, name="codecarbon")
     trainer = lit_api.trainer(
         tmp_path, callbacks=[advancer(lit_api, meter), monitor(lit_api, meter)], max_epochs=1
@@ -88,13 +97,21 @@ def test_estimates_are_logged_only_under_energy_estimated(lit_api: Api, tmp_path
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         trainer.fit(make_module(lit_api), loader(10), loader(6))
-    keys = set(trainer.callback_metrics)
-    assert "energy_estimated/train_joules_per_sample" in keys
-    assert float(trainer.callback_metrics["energy_estimated/train_joules"]) == pytest.approx(6.0)
-    assert not any(k.startswith("energy/") for k in keys), keys
+    measured = FakeMeter((DOMAIN,))
+    trainer_m = lit_api.trainer(
+        tmp_path / "m", callbacks=[advancer(lit_api, measured), monitor(lit_api, measured)],
+        max_epochs=1)
+    trainer_m.fit(make_module(lit_api), loader(10), loader(6))
+
+    keys = {k for k in trainer.callback_metrics if k.startswith("energy")}
+    assert keys == {k for k in trainer_m.callback_metrics if k.startswith("energy")}
+    assert float(trainer.callback_metrics["energy/train_joules"]) == pytest.approx(6.0)
+    assert float(trainer.callback_metrics["energy/estimated"]) == 1.0
+    assert not any("estimated" in k for k in keys - {"energy/estimated"}), keys
     tb = read_tensorboard(tmp_path / "tb")
-    assert not any(t.startswith("energy/") for t in tb), sorted(tb)
-    assert "energy_estimated/val_joules" in tb
+    assert "energy/val_joules" in tb and [v for _, v in tb["energy/estimated"]] == [1.0, 1.0]
+    assert read_text(tmp_path / "tb") == {
+        "wattwise/measurement/text_summary": ["ESTIMATED by codecarbon (no hardware counter readable)"]}
 
 
 def test_last_partial_batch_and_batch_size_fn(lit_api: Api, tmp_path: Path) -> None:
@@ -161,7 +178,7 @@ def test_failing_meter_does_not_stop_training(lit_api: Api, tmp_path: Path) -> N
     assert trainer.current_epoch == 3  # all epochs ran
     assert trainer.state.finished
     # what the good meter measured is kept and logged
-    assert float(trainer.callback_metrics["energy/train_joules/gpu:0"]) == pytest.approx(6.0)
+    assert float(trainer.callback_metrics["energy/train_joules/gpu_0"]) == pytest.approx(6.0)
 
 
 def test_step_level_metrics_go_to_loggers(lit_api: Api, tmp_path: Path) -> None:
@@ -185,15 +202,22 @@ def test_no_step_level_metrics_by_default(lit_api: Api, tmp_path: Path) -> None:
     assert not any("step" in t for t in tb if t.startswith("energy"))
 
 
-def test_early_stopping_monitors_joules_per_sample(lit_api: Api, tmp_path: Path) -> None:
-    meter = FakeMeter((DOMAIN,))
+@pytest.mark.parametrize("estimated", [False, True], ids=["measured", "estimated"])
+def test_early_stopping_monitors_joules_per_sample(
+    lit_api: Api, tmp_path: Path, estimated: bool
+) -> None:
+    """The same EarlyStopping config works with counters and with estimates only."""
+    meter = FakeMeter((DOMAIN,), estimated=estimated, name="codecarbon" if estimated else "fake")
     es = lit_api.callbacks.EarlyStopping(
         monitor="energy/train_joules_per_sample", mode="min", patience=1, check_on_train_epoch_end=True
     )
     # joules per batch grow every epoch -> J/sample gets worse after epoch 0
     adv = advancer(lit_api, meter, train_j=lambda epoch: 1.0 + epoch)
     trainer = lit_api.trainer(tmp_path, callbacks=[adv, monitor(lit_api, meter), es], max_epochs=6)
-    trainer.fit(make_module(lit_api), loader(10), loader(6))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        trainer.fit(make_module(lit_api), loader(10), loader(6))
+    assert float(trainer.callback_metrics["energy/estimated"]) == float(estimated)
     assert es.stopped_epoch == 1
     assert trainer.current_epoch == 2
     assert float(es.best_score) == pytest.approx(0.3)  # 3 batches x 1 J / 10 samples
@@ -375,4 +399,4 @@ def test_ddp_node_counters_counted_once(tmp_path: Path) -> None:
     for metrics in (rank0, rank1):  # logged once, identical on every rank
         assert metrics["energy/train_joules"] == pytest.approx(2.0)
         assert metrics["energy/train_joules_per_sample"] == pytest.approx(2.0 / 16)
-        assert metrics["energy/train_joules/cpu:package-0"] == pytest.approx(2.0)
+        assert metrics["energy/train_joules/cpu_package-0"] == pytest.approx(2.0)
