@@ -108,7 +108,7 @@ def run(args: argparse.Namespace) -> int:
               f"wall time {elapsed:.1f} s")
     print()
     print(advice_text(summary, n_in=data.n_features, widths=widths,
-                      batch_size=args.batch_size, n_samples=data.n_samples))
+                      batch_size=args.batch_size, n_samples=len(data.y_train)))
     print()
     print("Open the results:")
     print(f"  per-epoch table and plots:  wattwise report {summary_path} --plot {out / 'energy.png'}")
@@ -150,7 +150,16 @@ def print_estimate_note(summary: dict[str, Any]) -> None:
 
 def advice_text(summary: dict[str, Any], *, n_in: int, widths: list[int], batch_size: int,
                 n_samples: int) -> str:
-    """The sizing advice for the demo MLP on this machine, as text (``Advice.text()``).
+    """The sizing advice for the demo MLP on this machine, as text
+    (:func:`wattwise.sizing.advice_text`: the advice and whether its coefficients are
+    calibrated on this machine), and the prediction against this run's own J/sample.
+
+    Args:
+        summary: the run summary (its train totals are compared with the prediction).
+        n_in: input width.
+        widths: Dense widths, output included.
+        batch_size: training batch size.
+        n_samples: training samples per epoch (what one epoch trains on).
 
     Says plainly when the network is already near a cache boundary (no resize suggested).
     """
@@ -159,15 +168,19 @@ def advice_text(summary: dict[str, Any], *, n_in: int, widths: list[int], batch_
 
         from wattwise.hardware import detect_hierarchy
         from wattwise.model.advise import advice_from_widths
+        from wattwise.sizing import advice_text as labelled_text
+        from wattwise.sizing import resolve_coefficients
 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             hierarchy = detect_hierarchy("auto")
+        coefficients = resolve_coefficients(None, hierarchy)  # this machine's calibration
         advice = advice_from_widths(list(widths), n_in, batch_size, hierarchy,
-                                    n_samples=n_samples)
+                                    n_samples=n_samples, coefficients=coefficients)
+        text = labelled_text(advice)
     except Exception as e:  # noqa: BLE001 - advice is a bonus; the energy table stands
         return f"Sizing advice not available: {type(e).__name__}: {e}"
-    text = advice.text()
+    text += _against_run(summary, advice.joules_per_sample)
     if advice.near:
         text += ("\n=> This network's backward working set is already NEAR a cache boundary, "
                  "where the paper found training energy per sample lowest: no resize needed.")
@@ -175,6 +188,21 @@ def advice_text(summary: dict[str, Any], *, n_in: int, widths: list[int], batch_
         text += ("\n=> This network's backward working set is FAR from every cache boundary; "
                  "the options above say how to resize it (model estimates, not measurements).")
     return text
+
+
+def _against_run(summary: dict[str, Any], predicted_j: float) -> str:
+    """One line: the model's predicted train J/sample against this run's own (measured or
+    estimated, said which); "" when the run's is unknown."""
+    from wattwise.report import report_rows
+
+    train = next((r for r in report_rows(summary) if r.epoch is None and r.phase == "train"),
+                 None)
+    if train is None or not train.joules_per_sample:
+        return ""
+    own = train.joules_per_sample
+    what = "estimated (codecarbon)" if train.estimated else "measured"
+    return (f"\nthis run's {what} training energy: {own * 1e3:.4g} mJ per sample; the model "
+            f"predicts {predicted_j * 1e3:.4g} mJ ({predicted_j / own:.2f}x)")
 
 
 # --------------------------------------------------------------------------------------------
