@@ -149,7 +149,7 @@ def calibrate(args: argparse.Namespace, h: Any) -> tuple[Any, Any, Any, dict[str
     from wattwise.datasets import load_digits
     from wattwise.errors import ConfigurationError
 
-    spec = getattr(args, "spec", None) or (QUICK if args.quick else FULL)
+    spec = QUICK if args.quick else FULL
     data = load_digits(seed=args.seed)
     points = plan(spec, data.n_features, data.n_classes)
     out = make_out_dir(args.out, "calibrate")

@@ -233,9 +233,9 @@ def measure(plan: Sequence[dict[str, Any]], *, data: Any, epochs: int, repeats: 
             command: str, warmup: bool = True) -> list[dict[str, Any]]:
     """Train every planned point ``repeats`` times and aggregate.
 
-    One warm-up run (the first point, one epoch, not recorded) comes first; then the points
-    in order, the order reversed every other repeat, so that no point's repeats run back to
-    back and a drift of the machine spreads over all points. ``meters()`` gives fresh meters
+    One warm-up run (the first point, one epoch, not recorded) comes first; then every point
+    once, in order, and again for each repeat, so that no point's repeats run back to back
+    (with two points or more) and a drift of the machine spreads over all points. ``meters()`` gives fresh meters
     per run (the callback closes them). Each point gets ``runs`` (the train totals of every
     run) and the median and min..max of ``joules_per_sample`` and ``seconds_per_sample``.
     """
@@ -243,8 +243,7 @@ def measure(plan: Sequence[dict[str, Any]], *, data: Any, epochs: int, repeats: 
     from wattwise.report import load_summary
 
     runs: list[list[dict[str, Any]]] = [[] for _ in plan]
-    order = [(r, i) for r in range(repeats)
-             for i in (range(len(plan)) if r % 2 == 0 else reversed(range(len(plan))))]
+    order = [(r, i) for r in range(repeats) for i in range(len(plan))]
     total = len(order) + (1 if warmup else 0)
     t_start = time.monotonic()
     done = 0
