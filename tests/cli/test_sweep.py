@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 
-
 from wattwise.cli.main import main
 
 FAKE_WATTS = 40.0  # the rapl_root fixture's (conftest.py) counter speed
