@@ -122,6 +122,12 @@ def plan(spec: dict[str, Any], n_in: int, n_out: int) -> list[dict[str, Any]]:
     return points
 
 
+def _usable(point: dict[str, Any]) -> bool:
+    """A point with known joules and train batches in every run."""
+    runs = point.get("runs") or []
+    return point["joules"] is not None and bool(runs) and all(r.get("batches") for r in runs)
+
+
 def point_rows(index: dict[str, Any], h: Any) -> tuple[list[tuple[float, ...]], list[float]]:
     """One fitting row per point with known joules: train batches x the model's per-step
     features (:func:`wattwise.model.energy.pass_features`) of its network, batch size and this
@@ -131,9 +137,9 @@ def point_rows(index: dict[str, Any], h: Any) -> tuple[list[tuple[float, ...]], 
 
     rows, joules = [], []
     for p in index["points"]:
-        batches = [r.get("batches") for r in p["runs"]]
-        if p["joules"] is None or not batches or any(not b for b in batches):
+        if not _usable(p):
             continue
+        batches = [r["batches"] for r in p["runs"]]
         ws = mlp_working_sets(p["widths"], index["n_in"], p["batch_size"], n_obs=index["n_train"])
         step = pass_features(ws, h).train_step
         n = sorted(batches)[len(batches) // 2]
@@ -214,7 +220,7 @@ def format_fit(index: dict[str, Any], fit: Any) -> str:
     lines.append(f"{'NTP':>8} {'batch':>6} {'J/sample ' + ('(est.)' if est else 'measured'):>20} "
                  f"{'spread %':>9} {'fitted':>10} {'fit/meas':>9}")
     lines.append("-" * len(lines[-1]))
-    usable = [p for p in index["points"] if p["joules"] is not None]
+    usable = [p for p in index["points"] if _usable(p)]
     for p, r in zip(usable, fit.ratios):
         jps = p["joules_per_sample"]
         lo, hi = p.get("joules_per_sample_min"), p.get("joules_per_sample_max")
