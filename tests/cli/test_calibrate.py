@@ -190,3 +190,27 @@ def test_fit_update_calibration(inputs: object) -> None:
     assert r.code == 0 and "1 stored point(s) and 1 run(s)" in r.out
     second = load_calibration(h)
     assert second is not None and second.n_points == 2
+
+
+def test_callbacks_sizing_warning_says_uncalibrated(tmp_path: Path) -> None:
+    """What both callbacks do at training start (record_advice): the summary's advice and the
+    warning carry the coefficients' label."""
+    from wattwise.errors import SizingWarning
+    from wattwise.sizing import check_working_sets, record_advice
+    from wattwise.testing import FakeMeter
+    from wattwise.tracker import EnergyTracker
+
+    ws = mlp_working_sets([512, 512, 10], 64, 64, n_obs=1438)
+    advice = check_working_sets(ws, n_samples=1438, hardware=H, coefficients=None)
+    assert advice.far
+    tracker = EnergyTracker([FakeMeter()], summary_path=tmp_path / "run.json", min_window_s=0.0)
+    tracker.start()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        record_advice(tracker, advice)
+    tracker.finish("completed")
+    texts = [str(w.message) for w in caught if issubclass(w.category, SizingWarning)]
+    assert len(texts) == 1 and "coefficients: uncalibrated: coefficients of" in texts[0]
+    stored = json.loads((tmp_path / "run.json").read_text())["advice"]
+    assert stored["coefficients"]["calibrated"] is False
+    assert stored["coefficients"]["label"] in texts[0]

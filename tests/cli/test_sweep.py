@@ -61,6 +61,25 @@ def test_sweep_two_sizes_measured(rapl_root: Path, tmp_path: Path,
     assert rc == 0 and "fitted 6 CPU run(s)" in capsys.readouterr().out
 
 
+def test_sweep_batch_sizes(rapl_root: Path, tmp_path: Path,
+                           capsys: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("lightning")
+    pytest.importorskip("sklearn")
+    out = tmp_path / "sweep"
+    rc = main(["sweep", "--batch-sizes", "128", "32", "--sizes", "300", "--repeats", "1",
+               "--epochs", "1", "--out", str(out), "--rapl-root", str(rapl_root)])
+    assert rc == 0
+    index = json.loads((out / "sweep.json").read_text())
+    assert index["swept"] == "batch_size"
+    assert [p["batch_size"] for p in index["points"]] == [32, 128]
+    assert len({p["ntp"] for p in index["points"]}) == 1
+    for p in index["points"]:
+        summary = json.loads((out / p["runs"][0]["summary"]).read_text())
+        assert summary["totals"]["phases"]["train"]["batches"] == -(-1438 // p["batch_size"])
+    text = capsys.readouterr().out
+    assert "predicted batch size" in text
+
+
 def test_find_knees_only_above_the_spread() -> None:
     from wattwise.cli.sweep import find_knees
 
