@@ -166,7 +166,8 @@ def calibrate(args: argparse.Namespace, h: Any) -> tuple[Any, Any, Any, dict[str
           f"meters={' '.join(args.meters)}; runs in {out}", flush=True)
     measured = measure(points, data=data, epochs=spec["epochs"], repeats=spec["repeats"],
                        meters=lambda: meters_arg(args.meters, args.rapl_root), out=out,
-                       seed=args.seed, run_prefix="calibrate", command="calibrate")
+                       seed=args.seed, run_prefix="calibrate", command="calibrate",
+                       as_demo=True)
     index = sweep_index(data, measured, shape="rectangle", depth=3, epochs=spec["epochs"],
                         batch_size=64, repeats=spec["repeats"], swept="ntp")
     (out / "sweep.json").write_text(json.dumps(index, indent=2) + "\n", encoding="utf-8")

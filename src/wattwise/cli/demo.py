@@ -212,7 +212,8 @@ def _against_run(summary: dict[str, Any], predicted_j: float) -> str:
 def train_lightning(data: Any, hidden: list[int], epochs: int, batch_size: int,
                     meters: str | list[str], summary_path: Path, tb_dir: Path | None,
                     seed: int, *, progress: bool | None = None,
-                    monitor_kwargs: dict[str, Any] | None = None) -> float | None:
+                    monitor_kwargs: dict[str, Any] | None = None,
+                    epoch_lines: bool = True) -> float | None:
     """Train an MLP (64 -> hidden -> 10) with Lightning + EnergyMonitor on ``data``.
 
     Args:
@@ -243,7 +244,7 @@ def train_lightning(data: Any, hidden: list[int], epochs: int, batch_size: int,
     if progress is None:
         progress = sys.stderr.isatty() or os.environ.get("WATTWISE_PROGRESS") == "1"
     callbacks: list[Any] = [EnergyMonitor(meters, summary_path=summary_path, **(monitor_kwargs or {}))]
-    if not progress and tb_dir is not None:
+    if not progress and tb_dir is not None and epoch_lines:
         callbacks.append(_epoch_line(pl, epochs))
     trainer = pl.Trainer(
         max_epochs=epochs,

@@ -230,7 +230,7 @@ def warnings_once(command: str) -> Iterator[None]:
 
 def measure(plan: Sequence[dict[str, Any]], *, data: Any, epochs: int, repeats: int,
             meters: Callable[[], Any], out: Path, seed: int, run_prefix: str,
-            command: str, warmup: bool = True) -> list[dict[str, Any]]:
+            command: str, warmup: bool = True, as_demo: bool = False) -> list[dict[str, Any]]:
     """Train every planned point ``repeats`` times and aggregate.
 
     One warm-up run (the first point, one epoch, not recorded) comes first; then every point
@@ -238,6 +238,9 @@ def measure(plan: Sequence[dict[str, Any]], *, data: Any, epochs: int, repeats: 
     (with two points or more) and a drift of the machine spreads over all points. ``meters()`` gives fresh meters
     per run (the callback closes them). Each point gets ``runs`` (the train totals of every
     run) and the median and min..max of ``joules_per_sample`` and ``seconds_per_sample``.
+    With ``as_demo`` every run trains as ``wattwise demo`` does (TensorBoard logging under
+    ``out/tensorboard``, the callbacks' sizing check), so that a calibration sees the demo's
+    per-step costs.
     """
     from wattwise.cli.demo import train_lightning
     from wattwise.report import load_summary
@@ -248,12 +251,18 @@ def measure(plan: Sequence[dict[str, Any]], *, data: Any, epochs: int, repeats: 
     t_start = time.monotonic()
     done = 0
     with warnings_once(command):
+        if as_demo:  # the sizing check's verdict is not news here (the demo hides it too)
+            from wattwise.errors import SizingWarning
+
+            warnings.simplefilter("ignore", SizingWarning)
         if warmup:
             p = plan[0]
             _progress(0, total, f"warm-up run (NTP {p['ntp']}, not recorded) ...", t_start)
+            kwargs = _monitor_kwargs(f"{run_prefix}-warmup")
+            kwargs["advice"] = as_demo
             train_lightning(data, p["widths"][:-1], 1, p["batch_size"], meters(),
-                            out / "warmup.json", None, seed, progress=False,
-                            monitor_kwargs=_monitor_kwargs(f"{run_prefix}-warmup"))
+                            out / "warmup.json", out / "tensorboard" / "warmup" if as_demo else None,
+                            seed, progress=False, monitor_kwargs=kwargs, epoch_lines=False)
             done += 1
             _progress(done, total, "warm-up done", t_start)
         for r, i in order:
@@ -262,9 +271,13 @@ def measure(plan: Sequence[dict[str, Any]], *, data: Any, epochs: int, repeats: 
             t0 = time.monotonic()
             _progress(done, total, f"NTP {p['ntp']} batch {p['batch_size']} repeat {r + 1} ...",
                       t_start)
+            kwargs = _monitor_kwargs(f"{run_prefix}-{p['ntp']}")
+            if as_demo:
+                kwargs["advice"] = True  # its advice lands in the summary (wattwise fit uses it)
             train_lightning(data, p["widths"][:-1], epochs, p["batch_size"], meters(),
-                            out / name, None, seed + r, progress=False,
-                            monitor_kwargs=_monitor_kwargs(f"{run_prefix}-{p['ntp']}"))
+                            out / name, out / "tensorboard" / name[:-5] if as_demo else None,
+                            seed + r, progress=False, monitor_kwargs=kwargs,
+                            epoch_lines=False)
             rec = {"summary": name, "repeat": r + 1, "wall_s": time.monotonic() - t0,
                    **_train_totals(load_summary(out / name))}
             runs[i].append(rec)
