@@ -52,6 +52,9 @@ def register(subparsers: Any) -> None:
     p.add_argument("--epochs", type=int, default=3, metavar="N", help="epochs (default 3)")
     p.add_argument("--hidden", default="128,128", metavar="W1,W2,...",
                    help="hidden layer widths (default 128,128); input 64, output 10")
+    p.add_argument("--no-warmup", action="store_true",
+                   help="measure from the first step of the process (default: one unmeasured "
+                        "warm-up epoch of a throwaway copy first; Lightning only)")
     add_training_options(p, "demo")
     p.set_defaults(func=run)
 
@@ -90,7 +93,9 @@ def run(args: argparse.Namespace) -> int:
         f"wattwise demo: MLP {data.n_features}-{'-'.join(map(str, widths))} on scikit-learn's "
         f"digits ({len(data.y_train)} train / {len(data.y_val)} validation samples), "
         f"{args.epochs} epoch(s), batch size {args.batch_size}, {args.framework}, "
-        f"meters: {' '.join(args.meters)}" + (f" (RAPL at {args.rapl_root})" if args.rapl_root else ""),
+        f"meters: {' '.join(args.meters)}" + (f" (RAPL at {args.rapl_root})" if args.rapl_root else "")
+        + ("; after 1 unmeasured warm-up epoch" if args.framework == "lightning"
+           and not args.no_warmup else ""),
         flush=True,
     )
     t0 = time.monotonic()
@@ -130,7 +135,7 @@ def _train(args: argparse.Namespace, data: Any, hidden: list[int], meters: Any,
         warnings.simplefilter("ignore", SizingWarning)
         if args.framework == "lightning":
             return train_lightning(data, hidden, args.epochs, args.batch_size, meters,
-                                   summary_path, tb_dir, args.seed)
+                                   summary_path, tb_dir, args.seed, warmup=not args.no_warmup)
         return train_keras(data, hidden, args.epochs, args.batch_size, meters,
                            summary_path, tb_dir, args.seed)
 
@@ -213,32 +218,38 @@ def train_lightning(data: Any, hidden: list[int], epochs: int, batch_size: int,
                     meters: str | list[str], summary_path: Path, tb_dir: Path | None,
                     seed: int, *, progress: bool | None = None,
                     monitor_kwargs: dict[str, Any] | None = None,
-                    epoch_lines: bool = True) -> float | None:
+                    epoch_lines: bool = True, warmup: bool = False) -> float | None:
     """Train an MLP (64 -> hidden -> 10) with Lightning + EnergyMonitor on ``data``.
 
     Args:
         progress: show Lightning's progress bar; None = only when stderr is a terminal
             (or ``WATTWISE_PROGRESS=1``).
         monitor_kwargs: extra keyword arguments for ``EnergyMonitor``.
+        epoch_lines: print a line per epoch when there is no progress bar and ``tb_dir``.
+        warmup: first train a throwaway copy of the network for one epoch, unmeasured, so that
+            the measured run does not carry the process's one-off costs (first calls into
+            torch and Lightning); the measured model starts from the same seed either way.
 
     Returns:
         The final validation accuracy, or None.
     """
     torch, pl, TensorBoardLogger = _import_lightning()
+    import logging
+
     from torch.utils.data import DataLoader, TensorDataset
 
     from wattwise.lightning import EnergyMonitor
 
+    for name in ("lightning.pytorch", "pytorch_lightning", "lightning.fabric"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    if warmup:
+        _warm_up(pl, torch, data, hidden, batch_size, seed)
     pl.seed_everything(seed, verbose=False)
     model = _digits_module(pl, torch, data.n_features, hidden, data.n_classes)
     train = DataLoader(TensorDataset(torch.from_numpy(data.x_train), torch.from_numpy(data.y_train)),
                        batch_size=batch_size, shuffle=True)
     val = DataLoader(TensorDataset(torch.from_numpy(data.x_val), torch.from_numpy(data.y_val)),
                      batch_size=batch_size)
-    import logging
-
-    for name in ("lightning.pytorch", "pytorch_lightning", "lightning.fabric"):
-        logging.getLogger(name).setLevel(logging.WARNING)
     logger: Any = (TensorBoardLogger(save_dir=str(tb_dir.parent), name=tb_dir.name, version="")
                    if tb_dir is not None else False)
     if progress is None:
@@ -260,6 +271,21 @@ def train_lightning(data: Any, hidden: list[int], epochs: int, batch_size: int,
     trainer.fit(model, train, val)
     acc = trainer.callback_metrics.get("val_acc")
     return float(acc) if acc is not None else None
+
+
+def _warm_up(pl: Any, torch: Any, data: Any, hidden: list[int], batch_size: int,
+             seed: int) -> None:
+    """One unmeasured epoch of a throwaway copy of the network (no monitor, no logger)."""
+    from torch.utils.data import DataLoader, TensorDataset
+
+    pl.seed_everything(seed, verbose=False)
+    model = _digits_module(pl, torch, data.n_features, hidden, data.n_classes)
+    train = DataLoader(TensorDataset(torch.from_numpy(data.x_train), torch.from_numpy(data.y_train)),
+                       batch_size=batch_size, shuffle=True)
+    pl.Trainer(max_epochs=1, accelerator="auto", devices=1, logger=False,
+               enable_checkpointing=False, enable_model_summary=False,
+               enable_progress_bar=False, limit_val_batches=0,
+               num_sanity_val_steps=0).fit(model, train)
 
 
 def _import_lightning() -> tuple[Any, Any, Any]:
