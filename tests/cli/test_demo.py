@@ -54,6 +54,7 @@ def test_demo_lightning_one_epoch(tmp_path: Path) -> None:
     assert "coefficients: uncalibrated: coefficients of" in stdout
     assert "wattwise calibrate --quick" in stdout
     assert "training energy: " in stdout and "the model predicts" in stdout
+    assert "after 1 unmeasured warm-up epoch" in stdout
     if summary["estimated"]:
         assert "ESTIMATES" in stdout
     # the summary feeds `wattwise report`

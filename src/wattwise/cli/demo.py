@@ -282,10 +282,14 @@ def _warm_up(pl: Any, torch: Any, data: Any, hidden: list[int], batch_size: int,
     model = _digits_module(pl, torch, data.n_features, hidden, data.n_classes)
     train = DataLoader(TensorDataset(torch.from_numpy(data.x_train), torch.from_numpy(data.y_train)),
                        batch_size=batch_size, shuffle=True)
-    pl.Trainer(max_epochs=1, accelerator="auto", devices=1, logger=False,
-               enable_checkpointing=False, enable_model_summary=False,
-               enable_progress_bar=False, limit_val_batches=0,
-               num_sanity_val_steps=0).fit(model, train)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "no val_dataloader": none is wanted here
+        pl.Trainer(max_epochs=1, accelerator="auto", devices=1, logger=False,
+                   enable_checkpointing=False, enable_model_summary=False,
+                   enable_progress_bar=False, limit_val_batches=0,
+                   num_sanity_val_steps=0).fit(model, train)
 
 
 def _import_lightning() -> tuple[Any, Any, Any]:
