@@ -4,14 +4,15 @@ coefficients, ``wattwise calibrate`` end to end (tiny sweep, fake RAPL tree) and
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import warnings
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pytest
-from conftest import run_cli
 
 from wattwise.calibration import (
     Calibration,
@@ -31,6 +32,24 @@ from wattwise.model.energy import pass_features, predict
 from wattwise.model.working_sets import mlp_working_sets
 
 H = detect_hierarchy("butter-e-cpu")
+
+
+@dataclass(frozen=True)
+class Result:
+    code: int
+    out: str
+    err: str
+
+
+def run_cli(argv: list[str]) -> Result:
+    """``main(argv)`` in this process, stdout and stderr captured (no ``from conftest import``:
+    with tests/model collected too, ``conftest`` names another module)."""
+    from wattwise.cli.main import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main(argv)
+    return Result(code, out.getvalue(), err.getvalue())
 
 
 def _rows(truth: list[float], sizes: tuple[int, ...] = (16, 64, 256, 1024, 2048)) -> tuple[

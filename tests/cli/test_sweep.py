@@ -39,7 +39,7 @@ def test_sweep_two_sizes_measured(rapl_root: Path, tmp_path: Path,
         for r in p["runs"]:
             summary = json.loads((out / r["summary"]).read_text())
             assert summary["status"] == "completed" and summary["estimated"] is False
-            started.append((summary["started_at"], p["ntp"]))
+            started.append((r["sequence"], p["ntp"]))
         jps = [r["joules_per_sample"] for r in p["runs"]]
         assert p["joules_per_sample"] == sorted(jps)[1]  # the median of 3
         assert p["joules_per_sample_min"] == min(jps) and p["joules_per_sample_max"] == max(jps)
@@ -48,6 +48,7 @@ def test_sweep_two_sizes_measured(rapl_root: Path, tmp_path: Path,
         assert p["joules_per_sample"] == pytest.approx(FAKE_WATTS * p["seconds_per_sample"],
                                                        rel=0.25)
     # interleaved: no point's repeats run back to back
+    assert sorted(q for q, _ in started) == [1, 2, 3, 4, 5, 6]  # 0 was the warm-up
     order = [n for _, n in sorted(started)]
     assert all(a != b for a, b in zip(order, order[1:])), order
     png = out / "sweep.png"

@@ -278,7 +278,8 @@ def measure(plan: Sequence[dict[str, Any]], *, data: Any, epochs: int, repeats: 
                             out / name, out / "tensorboard" / name[:-5] if as_demo else None,
                             seed + r, progress=False, monitor_kwargs=kwargs,
                             epoch_lines=False)
-            rec = {"summary": name, "repeat": r + 1, "wall_s": time.monotonic() - t0,
+            rec = {"summary": name, "repeat": r + 1, "sequence": done,  # 0 = the warm-up
+                   "wall_s": time.monotonic() - t0,
                    **_train_totals(load_summary(out / name))}
             runs[i].append(rec)
             done += 1
