@@ -160,3 +160,15 @@ def rapl_root(tmp_path: Path) -> Iterator[Path]:
     finally:
         stop.set()
         th.join()
+
+
+@pytest.fixture(autouse=True)
+def _empty_config_dir(tmp_path_factory: pytest.TempPathFactory,
+                      monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Every CLI test sees an empty wattwise config folder: a calibration stored on the machine
+    that runs the tests (``wattwise calibrate``) must not change what they predict. (tox sets
+    ``WATTWISE_CONFIG_DIR`` for the other folders; a ``tests/conftest.py`` would put ``tests/``
+    on ``sys.path``, where ``tests/keras`` would shadow the keras package.)"""
+    path = tmp_path_factory.mktemp("wattwise-config")
+    monkeypatch.setenv("WATTWISE_CONFIG_DIR", str(path))
+    return path
