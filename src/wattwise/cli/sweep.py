@@ -250,7 +250,7 @@ def measure(plan: Sequence[dict[str, Any]], *, data: Any, epochs: int, repeats: 
     total = len(order) + (1 if warmup else 0)
     t_start = time.monotonic()
     done = 0
-    with warnings_once(command):
+    with warnings_once(command), _newline_on_error():
         if as_demo:  # the sizing check's verdict is not news here (the demo hides it too)
             from wattwise.errors import SizingWarning
 
@@ -286,6 +286,16 @@ def measure(plan: Sequence[dict[str, Any]], *, data: Any, epochs: int, repeats: 
             _progress(done, total, _point_text({**p, **rec}), t_start)
     print(file=sys.stderr, flush=True)
     return [aggregate(p, rs) for p, rs in zip(plan, runs)]
+
+
+@contextmanager
+def _newline_on_error() -> Iterator[None]:
+    """End the progress line before an error message (it would follow the bar otherwise)."""
+    try:
+        yield
+    except BaseException:
+        print(file=sys.stderr, flush=True)
+        raise
 
 
 def aggregate(point: dict[str, Any], runs: list[dict[str, Any]]) -> dict[str, Any]:
