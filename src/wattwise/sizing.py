@@ -31,6 +31,7 @@ __all__ = [
     "check_working_sets",
     "advice_json",
     "advice_text",
+    "coefficients_label",
     "load_coefficients",
     "resolve_coefficients",
     "save_coefficients",
