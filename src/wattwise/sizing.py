@@ -21,7 +21,7 @@ from wattwise._warn import warn
 from wattwise.errors import ConfigurationError, SizingWarning, WattwiseWarning
 from wattwise.hardware import detect_hierarchy
 from wattwise.model.advise import Advice, advise
-from wattwise.model.coefficients import Coefficients, preset
+from wattwise.model.coefficients import Coefficients
 from wattwise.model.hierarchy import Hierarchy
 
 if TYPE_CHECKING:
@@ -34,6 +34,9 @@ __all__ = [
     "check_torch_model",
     "start_step_recorder",
     "check_working_sets",
+    "advice_json",
+    "advice_text",
+    "coefficients_label",
     "load_coefficients",
     "resolve_coefficients",
     "save_coefficients",
@@ -85,9 +88,13 @@ def resolve_coefficients(
     coefficients: Coefficients | str | os.PathLike[str] | Mapping[str, Any] | None,
     hierarchy: Hierarchy,
 ) -> Coefficients:
-    """None -> the default preset for the hierarchy's kind; a path -> loaded; a dict -> parsed."""
+    """None -> this machine's calibration (``wattwise calibrate``), else the preset for the
+    hierarchy's kind (:func:`wattwise.calibration.choose_coefficients`); a path -> loaded; a
+    dict -> parsed."""
     if coefficients is None:
-        return preset(hierarchy.kind)
+        from wattwise.calibration import choose_coefficients
+
+        return choose_coefficients(hierarchy)
     if isinstance(coefficients, Coefficients):
         c = coefficients
     elif isinstance(coefficients, (str, os.PathLike)):
@@ -137,8 +144,8 @@ def check_torch_model(
         n_samples: training samples per epoch, when known (adds the dataset set).
         hardware: ``"auto"``, ``"cpu"``, ``"gpu"``, ``"butter-e-cpu"``, ``"butter-e-gpu"`` or a
             :class:`~wattwise.model.hierarchy.Hierarchy`.
-        coefficients: None (the default preset for the hardware kind), a coefficients JSON
-            path, or an object.
+        coefficients: None (this machine's calibration, else the preset), a coefficients
+            JSON path, or an object.
         step: a :class:`~wattwise.introspect.StepRecorder` that recorded the training step
             on ``batch`` (the fallback), or None.
 
@@ -274,14 +281,41 @@ def _check_batch_size(batch_size: object) -> None:
         raise ConfigurationError(f"batch_size={batch_size!r} must be a positive int")
 
 
+def coefficients_label(advice: Advice) -> dict[str, Any]:
+    """Where the advice's coefficients come from: ``{"source", "calibrated", "label",
+    "cv_error"}`` (:func:`wattwise.calibration.describe_coefficients`)."""
+    from wattwise.calibration import describe_coefficients
+
+    return describe_coefficients(advice.coefficients, advice.hierarchy)
+
+
+def advice_json(advice: Advice) -> dict[str, Any]:
+    """The advice's JSON form with the coefficients' provenance: ``coefficients`` gains
+    ``calibrated`` (bool) and ``label`` (text)."""
+    d = advice.to_json()
+    info = coefficients_label(advice)
+    coefs = dict(d.get("coefficients") or {})
+    coefs.update(calibrated=info["calibrated"], label=info["label"])
+    d["coefficients"] = coefs
+    d["text"] = advice_text(advice, info)
+    return d
+
+
+def advice_text(advice: Advice, info: Mapping[str, Any] | None = None) -> str:
+    """The advice's text with one more line saying whether its coefficients are calibrated
+    on this machine."""
+    info = coefficients_label(advice) if info is None else info
+    return f"{advice.text()}\ncoefficients: {info['label']}"
+
+
 def record_advice(tracker: Any, advice: Advice) -> None:
     """What both callbacks do with the advice at training start: put its JSON form in the run
     summary and, when the backward working set is far from every cache boundary, warn once
     (:class:`~wattwise.errors.SizingWarning`; also logged at INFO on the ``wattwise`` logger for
     logging setups - the warning is what prints)."""
-    tracker.set_advice(advice.to_json())
+    tracker.set_advice(advice_json(advice))
     if advice.far:
-        text = advice.text()
+        text = advice_text(advice)
         warn(text, SizingWarning)
         import logging
 

@@ -7,7 +7,9 @@ from __future__ import annotations
 import contextlib
 import io
 import json
-from collections.abc import Sequence
+import threading
+import time
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -129,3 +131,44 @@ def assert_one_line_error(result: Result, command: str, *needles: str) -> str:
     for needle in needles:
         assert needle in line, (needle, line)
     return line
+
+
+FAKE_WATTS = 40.0
+
+
+@pytest.fixture
+def rapl_root(tmp_path: Path) -> Iterator[Path]:
+    """A powercap tree whose package counter follows the clock at FAKE_WATTS watts."""
+    zone = tmp_path / "powercap" / "intel-rapl:0"
+    zone.mkdir(parents=True)
+    (zone / "name").write_text("package-0\n")
+    (zone / "max_energy_range_uj").write_text("262143328850\n")
+    energy = zone / "energy_uj"
+    energy.write_text("0\n")
+    stop, t0 = threading.Event(), time.monotonic()
+
+    def writer() -> None:
+        while not stop.is_set():
+            with open(energy, "r+") as f:
+                f.write(f"{int((time.monotonic() - t0) * FAKE_WATTS * 1e6)}\n")
+            time.sleep(0.002)
+
+    th = threading.Thread(target=writer, daemon=True)
+    th.start()
+    try:
+        yield tmp_path / "powercap"
+    finally:
+        stop.set()
+        th.join()
+
+
+@pytest.fixture(autouse=True)
+def _empty_config_dir(tmp_path_factory: pytest.TempPathFactory,
+                      monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Every CLI test sees an empty wattwise config folder: a calibration stored on the machine
+    that runs the tests (``wattwise calibrate``) must not change what they predict. (tox sets
+    ``WATTWISE_CONFIG_DIR`` for the other folders; a ``tests/conftest.py`` would put ``tests/``
+    on ``sys.path``, where ``tests/keras`` would shadow the keras package.)"""
+    path = tmp_path_factory.mktemp("wattwise-config")
+    monkeypatch.setenv("WATTWISE_CONFIG_DIR", str(path))
+    return path

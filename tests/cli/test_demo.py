@@ -48,6 +48,13 @@ def test_demo_lightning_one_epoch(tmp_path: Path) -> None:
     assert f"tensorboard --logdir {out / 'tensorboard'}" in stdout
     assert f"wattwise report {out / 'summary.json'}" in stdout
     assert "sizing advice" in stdout and "=> This network" in stdout
+    # the per-epoch prediction counts the samples one epoch trains on, not the whole dataset
+    assert "per epoch of 1,438 samples" in stdout and "1,797 samples" not in stdout
+    # no calibration in this test's config folder: the advice says so, and how to calibrate
+    assert "coefficients: uncalibrated: coefficients of" in stdout
+    assert "wattwise calibrate --quick" in stdout
+    assert "training energy: " in stdout and "the model predicts" in stdout
+    assert "after 1 unmeasured warm-up epoch" in stdout
     if summary["estimated"]:
         assert "ESTIMATES" in stdout
     # the summary feeds `wattwise report`

@@ -201,7 +201,9 @@ def run(args: argparse.Namespace) -> int:
     ws = mlp_working_sets(widths, n_in, batch, n_obs=samples)
     advice = advise(ws, h, coefs, n_samples=samples, set_name=args.set_name,
                     batch_range=batch_range)
-    print(json.dumps(advice.to_json(), indent=2) if args.json else advice.text())
+    from wattwise.sizing import advice_json, advice_text
+
+    print(json.dumps(advice_json(advice), indent=2) if args.json else advice_text(advice))
     if args.plot is not None:
         from wattwise.model.curves import batch_curve, ntp_curve
 

@@ -52,6 +52,9 @@ def register(subparsers: Any) -> None:
     p.add_argument("--epochs", type=int, default=3, metavar="N", help="epochs (default 3)")
     p.add_argument("--hidden", default="128,128", metavar="W1,W2,...",
                    help="hidden layer widths (default 128,128); input 64, output 10")
+    p.add_argument("--no-warmup", action="store_true",
+                   help="measure from the first step of the process (default: one unmeasured "
+                        "warm-up epoch of a throwaway copy first; Lightning only)")
     add_training_options(p, "demo")
     p.set_defaults(func=run)
 
@@ -90,7 +93,9 @@ def run(args: argparse.Namespace) -> int:
         f"wattwise demo: MLP {data.n_features}-{'-'.join(map(str, widths))} on scikit-learn's "
         f"digits ({len(data.y_train)} train / {len(data.y_val)} validation samples), "
         f"{args.epochs} epoch(s), batch size {args.batch_size}, {args.framework}, "
-        f"meters: {' '.join(args.meters)}" + (f" (RAPL at {args.rapl_root})" if args.rapl_root else ""),
+        f"meters: {' '.join(args.meters)}" + (f" (RAPL at {args.rapl_root})" if args.rapl_root else "")
+        + ("; after 1 unmeasured warm-up epoch" if args.framework == "lightning"
+           and not args.no_warmup else ""),
         flush=True,
     )
     t0 = time.monotonic()
@@ -108,7 +113,7 @@ def run(args: argparse.Namespace) -> int:
               f"wall time {elapsed:.1f} s")
     print()
     print(advice_text(summary, n_in=data.n_features, widths=widths,
-                      batch_size=args.batch_size, n_samples=data.n_samples))
+                      batch_size=args.batch_size, n_samples=len(data.y_train)))
     print()
     print("Open the results:")
     print(f"  per-epoch table and plots:  wattwise report {summary_path} --plot {out / 'energy.png'}")
@@ -130,7 +135,7 @@ def _train(args: argparse.Namespace, data: Any, hidden: list[int], meters: Any,
         warnings.simplefilter("ignore", SizingWarning)
         if args.framework == "lightning":
             return train_lightning(data, hidden, args.epochs, args.batch_size, meters,
-                                   summary_path, tb_dir, args.seed)
+                                   summary_path, tb_dir, args.seed, warmup=not args.no_warmup)
         return train_keras(data, hidden, args.epochs, args.batch_size, meters,
                            summary_path, tb_dir, args.seed)
 
@@ -150,7 +155,16 @@ def print_estimate_note(summary: dict[str, Any]) -> None:
 
 def advice_text(summary: dict[str, Any], *, n_in: int, widths: list[int], batch_size: int,
                 n_samples: int) -> str:
-    """The sizing advice for the demo MLP on this machine, as text (``Advice.text()``).
+    """The sizing advice for the demo MLP on this machine, as text
+    (:func:`wattwise.sizing.advice_text`: the advice and whether its coefficients are
+    calibrated on this machine), and the prediction against this run's own J/sample.
+
+    Args:
+        summary: the run summary (its train totals are compared with the prediction).
+        n_in: input width.
+        widths: Dense widths, output included.
+        batch_size: training batch size.
+        n_samples: training samples per epoch (what one epoch trains on).
 
     Says plainly when the network is already near a cache boundary (no resize suggested).
     """
@@ -159,15 +173,19 @@ def advice_text(summary: dict[str, Any], *, n_in: int, widths: list[int], batch_
 
         from wattwise.hardware import detect_hierarchy
         from wattwise.model.advise import advice_from_widths
+        from wattwise.sizing import advice_text as labelled_text
+        from wattwise.sizing import resolve_coefficients
 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             hierarchy = detect_hierarchy("auto")
+        coefficients = resolve_coefficients(None, hierarchy)  # this machine's calibration
         advice = advice_from_widths(list(widths), n_in, batch_size, hierarchy,
-                                    n_samples=n_samples)
+                                    n_samples=n_samples, coefficients=coefficients)
+        text = labelled_text(advice)
     except Exception as e:  # noqa: BLE001 - advice is a bonus; the energy table stands
         return f"Sizing advice not available: {type(e).__name__}: {e}"
-    text = advice.text()
+    text += _against_run(summary, advice.joules_per_sample)
     if advice.near:
         text += ("\n=> This network's backward working set is already NEAR a cache boundary, "
                  "where the paper found training energy per sample lowest: no resize needed.")
@@ -177,6 +195,21 @@ def advice_text(summary: dict[str, Any], *, n_in: int, widths: list[int], batch_
     return text
 
 
+def _against_run(summary: dict[str, Any], predicted_j: float) -> str:
+    """One line: the model's predicted train J/sample against this run's own (measured or
+    estimated, said which); "" when the run's is unknown."""
+    from wattwise.report import report_rows
+
+    train = next((r for r in report_rows(summary) if r.epoch is None and r.phase == "train"),
+                 None)
+    if train is None or not train.joules_per_sample:
+        return ""
+    own = train.joules_per_sample
+    what = "estimated (codecarbon)" if train.estimated else "measured"
+    return (f"\nthis run's {what} training energy: {own * 1e3:.4g} mJ per sample; the model "
+            f"predicts {predicted_j * 1e3:.4g} mJ ({predicted_j / own:.2f}x)")
+
+
 # --------------------------------------------------------------------------------------------
 # training
 
@@ -184,38 +217,45 @@ def advice_text(summary: dict[str, Any], *, n_in: int, widths: list[int], batch_
 def train_lightning(data: Any, hidden: list[int], epochs: int, batch_size: int,
                     meters: str | list[str], summary_path: Path, tb_dir: Path | None,
                     seed: int, *, progress: bool | None = None,
-                    monitor_kwargs: dict[str, Any] | None = None) -> float | None:
+                    monitor_kwargs: dict[str, Any] | None = None,
+                    epoch_lines: bool = True, warmup: bool = False) -> float | None:
     """Train an MLP (64 -> hidden -> 10) with Lightning + EnergyMonitor on ``data``.
 
     Args:
         progress: show Lightning's progress bar; None = only when stderr is a terminal
             (or ``WATTWISE_PROGRESS=1``).
         monitor_kwargs: extra keyword arguments for ``EnergyMonitor``.
+        epoch_lines: print a line per epoch when there is no progress bar and ``tb_dir``.
+        warmup: first train a throwaway copy of the network for one epoch, unmeasured, so that
+            the measured run does not carry the process's one-off costs (first calls into
+            torch and Lightning); the measured model starts from the same seed either way.
 
     Returns:
         The final validation accuracy, or None.
     """
     torch, pl, TensorBoardLogger = _import_lightning()
+    import logging
+
     from torch.utils.data import DataLoader, TensorDataset
 
     from wattwise.lightning import EnergyMonitor
 
+    for name in ("lightning.pytorch", "pytorch_lightning", "lightning.fabric"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    if warmup:
+        _warm_up(pl, torch, data, hidden, batch_size, seed)
     pl.seed_everything(seed, verbose=False)
     model = _digits_module(pl, torch, data.n_features, hidden, data.n_classes)
     train = DataLoader(TensorDataset(torch.from_numpy(data.x_train), torch.from_numpy(data.y_train)),
                        batch_size=batch_size, shuffle=True)
     val = DataLoader(TensorDataset(torch.from_numpy(data.x_val), torch.from_numpy(data.y_val)),
                      batch_size=batch_size)
-    import logging
-
-    for name in ("lightning.pytorch", "pytorch_lightning", "lightning.fabric"):
-        logging.getLogger(name).setLevel(logging.WARNING)
     logger: Any = (TensorBoardLogger(save_dir=str(tb_dir.parent), name=tb_dir.name, version="")
                    if tb_dir is not None else False)
     if progress is None:
         progress = sys.stderr.isatty() or os.environ.get("WATTWISE_PROGRESS") == "1"
     callbacks: list[Any] = [EnergyMonitor(meters, summary_path=summary_path, **(monitor_kwargs or {}))]
-    if not progress and tb_dir is not None:
+    if not progress and tb_dir is not None and epoch_lines:
         callbacks.append(_epoch_line(pl, epochs))
     trainer = pl.Trainer(
         max_epochs=epochs,
@@ -231,6 +271,25 @@ def train_lightning(data: Any, hidden: list[int], epochs: int, batch_size: int,
     trainer.fit(model, train, val)
     acc = trainer.callback_metrics.get("val_acc")
     return float(acc) if acc is not None else None
+
+
+def _warm_up(pl: Any, torch: Any, data: Any, hidden: list[int], batch_size: int,
+             seed: int) -> None:
+    """One unmeasured epoch of a throwaway copy of the network (no monitor, no logger)."""
+    from torch.utils.data import DataLoader, TensorDataset
+
+    pl.seed_everything(seed, verbose=False)
+    model = _digits_module(pl, torch, data.n_features, hidden, data.n_classes)
+    train = DataLoader(TensorDataset(torch.from_numpy(data.x_train), torch.from_numpy(data.y_train)),
+                       batch_size=batch_size, shuffle=True)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "no val_dataloader": none is wanted here
+        pl.Trainer(max_epochs=1, accelerator="auto", devices=1, logger=False,
+                   enable_checkpointing=False, enable_model_summary=False,
+                   enable_progress_bar=False, limit_val_batches=0,
+                   num_sanity_val_steps=0).fit(model, train)
 
 
 def _import_lightning() -> tuple[Any, Any, Any]:

@@ -37,6 +37,7 @@ examples:
   wattwise fit runs_sample.csv --hardware gpu --out butter-gpu.json   # BUTTER-style CSV rows
   wattwise fit runs/*.json --whole-run --json
   wattwise advise --widths 784,512,10 --coefficients coefficients.json  # use the result
+  wattwise fit my_runs/*.json --update-calibration   # refine this machine's calibration
 
 Fit: minimise the sum of squared log(predicted/measured) with every coefficient >= 0, for one
 hardware kind (cpu or gpu) at a time. Coefficients whose features are all zero stay 0.
@@ -66,6 +67,9 @@ def register(subparsers: Any) -> None:
                    help="also fit runs whose joules are estimates (not recommended)")
     p.add_argument("--folds", default="5", help="cross-validation folds (default 5; 0 = off)")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.add_argument("--update-calibration", action="store_true",
+                   help="refit this machine's stored calibration (wattwise calibrate) on its "
+                        "points and these runs together, and store it")
     p.set_defaults(func=run)
 
 
@@ -201,7 +205,9 @@ def _from_sweep_index(summary: dict[str, Any], path: Path, hardware: str | None)
                "advice_error field predate wattwise's warning about a failed check")
         raise _Skip(f"no sizing advice in the summary ({why}) and no sweep.json next to it")
     index = _read_sweep_index(index_path)
-    point = next((p for p in index["points"] if p.get("summary") == path.name), None)
+    point = next((p for p in index["points"] if p.get("summary") == path.name
+                  or any(isinstance(r, dict) and r.get("summary") == path.name
+                         for r in (p.get("runs") or []))), None)
     if point is None:
         raise _Skip(f"{path.name!r} is not listed in {index_path}")
     widths = point.get("widths")
@@ -213,7 +219,11 @@ def _from_sweep_index(summary: dict[str, Any], path: Path, hardware: str | None)
     train = _phase(summary.get("totals") or {}, "train") or {}
     n_obs = round((train.get("samples") or 0) / epochs) or None
     try:
-        ws = mlp_working_sets(list(widths), index["n_in"], index["batch_size"], n_obs=n_obs)
+        batch = point.get("batch_size", index["batch_size"])  # per point in a batch sweep
+        if not _is_count(batch, 1):
+            raise CLIError(f"{str(index_path)!r}: batch_size of {path.name!r} is "
+                           f"{_shown(batch)}; expected an integer >= 1")
+        ws = mlp_working_sets(list(widths), index["n_in"], batch, n_obs=n_obs)
     except ConfigurationError as e:
         raise CLIError(f"{str(index_path)!r}: {e}") from None
     h = detect_hierarchy(hardware or "auto")
@@ -297,6 +307,8 @@ def run(args: argparse.Namespace) -> int:
     if not rows:
         raise CLIError("no usable runs to fit" + (f" ({len(skipped)} skipped, see above)"
                                                   if skipped else ""))
+    if args.update_calibration:
+        return _update_calibration(rows, args)
     result, cv = _fit(rows, folds)
     if args.out:
         from wattwise.sizing import save_coefficients
@@ -312,6 +324,45 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(j, indent=2))
     else:
         _print_result(result, cv, n_rows=len(rows), folds=folds, out=args.out)
+    return 0
+
+
+def _update_calibration(rows: list[Row], args: argparse.Namespace) -> int:
+    """Refit this machine's calibration on its stored points plus ``rows`` and store it."""
+    from wattwise.calibration import load_calibration, make_calibration, save_calibration
+    from wattwise.cli._common import warnings_to_stderr
+    from wattwise.errors import ConfigurationError
+    from wattwise.hardware import detect_hierarchy
+
+    if args.hardware not in (None, "auto"):
+        raise CLIError(f"--hardware {args.hardware!r} with --update-calibration: the calibration "
+                       "is this machine's; leave --hardware out")
+    with warnings_to_stderr("fit"):
+        h = detect_hierarchy("auto")
+        old = load_calibration(h)
+    mine = [r for r in rows if r[2] == h.kind]
+    if not mine:
+        raise CLIError(f"no {h.kind.upper()} run to add to this machine's calibration")
+    points = list(old.points) if old is not None else []
+    X = [p[0] for p in points] + [r[0] for r in mine]
+    E = [p[1] for p in points] + [r[1] for r in mine]
+    estimated = bool(args.allow_estimates) or (old is not None and old.energy == "estimated")
+    meters = list(old.meters) if old is not None else []
+    try:
+        cal, fit = make_calibration(X, E, h, meters=meters + ["runs"], energy=(
+            "estimated" if estimated else "measured"),
+            what=f"stored + {len(mine)} user run")
+        path = save_calibration(cal, h)
+    except ConfigurationError as e:
+        raise CLIError(str(e)) from None
+    except OSError as e:
+        raise CLIError(f"cannot write the calibration: {e.strerror or e}") from None
+    cv = "n/a (under 3 points)" if fit.cv_error is None else f"{100 * fit.cv_error:.1f} %"
+    print(f"refitted this machine's calibration on {len(points)} stored point(s) and "
+          f"{len(mine)} run(s): {fit.method}, in-sample mean |pred/meas - 1| "
+          f"{100 * fit.fit_error:.1f} %, leave-one-out {cv}")
+    print(f"stored: {path}")
+    print(f"coefficients: {cal.label}")
     return 0
 
 

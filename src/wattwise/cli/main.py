@@ -23,7 +23,7 @@ from wattwise.errors import WattwiseError
 
 __all__ = ["CLIError", "SUBCOMMANDS", "build_parser", "main"]
 
-SUBCOMMANDS = ("demo", "probe", "advise", "report", "fit", "sweep", "run")
+SUBCOMMANDS = ("demo", "probe", "advise", "report", "fit", "sweep", "calibrate", "run")
 EXIT_BROKEN_PIPE = 141
 """Exit code when stdout is closed early (128 + SIGPIPE, what a shell shows for ``cat``)."""
 
@@ -36,6 +36,7 @@ examples:
   wattwise sweep --epochs 2              J/sample against network size and the cache boundaries
   wattwise advise --widths 784,512,10    sizing advice for an MLP (energy-model estimates)
   wattwise fit RUN.json ... --out c.json refit the energy model to your own runs
+  wattwise calibrate --quick             fit the energy model to this machine, stored for the advice
   wattwise run -- python train.py        the energy of a whole command, as a run summary
 
 Run `wattwise COMMAND --help` for each command's options and examples.
