@@ -238,11 +238,12 @@ def deferred_advice(tracker: Any, ws: WorkingSets, *, n_samples: int | None,
     thread and :func:`record_advice` back on the training thread."""
     from wattwise.run import Deferred
 
-    def compute() -> Advice:
-        return check_working_sets(ws, n_samples=n_samples, hardware=hardware,
-                                  coefficients=coefficients, notes=notes)
+    def compute() -> tuple[bool, dict[str, Any]]:  # the model, the labels and the text
+        advice = check_working_sets(ws, n_samples=n_samples, hardware=hardware,
+                                    coefficients=coefficients, notes=notes)
+        return advice.far, advice_json(advice)
 
-    return Deferred(compute, lambda advice: record_advice(tracker, advice))
+    return Deferred(compute, lambda result: _record(tracker, *result))
 
 
 def start_step_recorder(module: Any) -> StepRecorder | None:
@@ -313,10 +314,16 @@ def record_advice(tracker: Any, advice: Advice) -> None:
     summary and, when the backward working set is far from every cache boundary, warn once
     (:class:`~wattwise.errors.SizingWarning`; also logged at INFO on the ``wattwise`` logger for
     logging setups - the warning is what prints)."""
-    tracker.set_advice(advice_json(advice))
-    if advice.far:
-        text = advice_text(advice)
-        warn(text, SizingWarning)
+    d = advice_json(advice)
+    _record(tracker, advice.far, d)
+
+
+def _record(tracker: Any, far: bool, d: dict[str, Any]) -> None:
+    tracker.set_advice(d)
+    if far:
+        warn(d["text"], SizingWarning)
         import logging
 
-        logging.getLogger("wattwise").info("%s", text)
+        logging.getLogger("wattwise").info("%s", d["text"])
+
+
