@@ -20,7 +20,12 @@ from typing import Any
 
 from wattwise.records import EpochRecord, PhaseRecord
 
-__all__ = ["Forecast"]
+__all__ = ["PROJECTED_KEY", "PROJECTED_KEY_KERAS", "Forecast"]
+
+PROJECTED_KEY = "energy/projected_run_joules"
+"""The measured projection's metric key (Lightning, Fabric)."""
+PROJECTED_KEY_KERAS = "energy_projected_run_joules"
+"""The measured projection's metric key (Keras, transformers)."""
 
 
 def _positive_int(value: Any) -> int | None:

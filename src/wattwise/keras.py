@@ -27,6 +27,7 @@ import keras
 from wattwise._warn import warn
 from wattwise.config import CallbackOptions, RunContext
 from wattwise.errors import ConfigurationError, WattwiseWarning
+from wattwise.forecast import PROJECTED_KEY_KERAS
 from wattwise.keras_data import SampleCounter, ranks, zeros_batch
 from wattwise.meters.base import Meter
 from wattwise.records import MEASUREMENT_TEXT_TAG, metric_keys
@@ -239,6 +240,10 @@ class EnergyMonitor(keras.callbacks.Callback):  # type: ignore[misc]
         self._samples.begin_fit(self.model)  # raises, naming the options, before any step
         self._keras_tensorboard = _keras_tensorboard_after(self, self._log_dir)
         self._begin("fit")
+        inputs = self._samples.sizing_inputs()
+        self.tracker.guard("planning the forecast", self.tracker.plan_run,
+                           (self.params or {}).get("epochs"), inputs[1] if inputs else None,
+                           self._options.print_summary and self.tracker.global_rank == 0)
         if self._options.advice and self.tracker.global_rank == 0:
             self.tracker.check_advice(self._check_sizing)
 
@@ -259,6 +264,9 @@ class EnergyMonitor(keras.callbacks.Callback):  # type: ignore[misc]
         for phase, run in (("train", "train"), ("validate", "validation")):
             if phase in rec.phases:
                 values = metric_keys(rec.phases[phase], "keras")
+                projected = self.tracker.projected_run_joules
+                if phase == "train" and values and projected is not None:
+                    values[PROJECTED_KEY_KERAS] = projected
                 if logs is not None:
                     logs.update(values)
                 if self._keras_tensorboard is None:  # else Keras's TensorBoard writes them

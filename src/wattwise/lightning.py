@@ -23,6 +23,7 @@ from typing import Any
 
 from wattwise.config import CallbackOptions, RunContext
 from wattwise.errors import ConfigurationError, MeterUnavailableError
+from wattwise.forecast import PROJECTED_KEY
 from wattwise.meters.base import Meter
 from wattwise.records import (
     MEASUREMENT_TEXT_TAG,
@@ -242,14 +243,20 @@ class _EnergyMonitorImpl:
         ``trainer.progress_bar_metrics`` and every logger with ``epoch`` at the step Lightning
         logs its epoch-end metrics at. Written directly because the values are final and summed
         over ranks (Lightning's per-key result bookkeeping costs ~0.3 ms a key)."""
+        projected = self.tracker.projected_run_joules if rec is not None and \
+            rec.phase == "train" and _fn(trainer) == "fit" else None
         if trainer.world_size > 1:  # a collective: every rank takes part, with or without rec
-            gathered = _all_gather((rec, bool(self.tracker.meters)))
-            rec = None if rec is None else reduce_records(gathered)
+            gathered = _all_gather((rec, bool(self.tracker.meters), projected))
+            rec = None if rec is None else reduce_records([g[:2] for g in gathered])
+            known = [g[2] for g in gathered if g[2] is not None]  # linear in joules: summed
+            projected = sum(known) if known else None
         if rec is None:
             return
         metrics = metric_keys(rec, "lightning")
         if not metrics:
             return
+        if projected is not None:
+            metrics[PROJECTED_KEY] = projected
         if _fn(trainer) != "fit":  # validate/test: pl_module.log puts them in the results
             ddp = trainer.world_size > 1
             bar = progress_bar_metrics(metrics) if self._prog_bar else {}
@@ -284,6 +291,25 @@ class _EnergyMonitorImpl:
             logged["epoch"] = trainer.current_epoch
             logger.log_metrics(logged, step=step)
 
+    def _plan(self, trainer: Any) -> None:
+        """The planned fit for the forecast: ``max_epochs`` (unknown with ``max_steps``) x the
+        samples an epoch trains on (all ranks; ``limit_train_batches`` applied)."""
+        epochs = trainer.max_epochs if (trainer.max_epochs or 0) > 0 and trainer.max_steps == -1 \
+            else None
+        samples = None
+        try:
+            loaders = trainer.train_dataloader
+            loaders = loaders if isinstance(loaders, (list, tuple)) else [loaders]
+            samples = sum(len(dl.dataset) for dl in loaders)
+            per_step = sum(int(dl.batch_size) for dl in loaders) * int(trainer.world_size or 1)
+            n = trainer.num_training_batches
+            if isinstance(n, int) or (isinstance(n, float) and n != float("inf")):
+                samples = min(samples, int(n) * per_step)
+        except Exception:  # noqa: BLE001 - iterable datasets, batch samplers: unknown
+            samples = samples if isinstance(samples, int) else None
+        self.tracker.plan_run(epochs, samples,
+                              announce=self._options.print_summary and trainer.global_rank == 0)
+
     def _check_sizing(self, pl_module: Any, batch: Any) -> Any:
         if self.tracker.global_rank != 0:
             return None
@@ -310,6 +336,7 @@ class _EnergyMonitorImpl:
         self._begin(trainer, pl_module, "fit")
 
     def on_train_start(self, trainer: Any, pl_module: Any) -> None:
+        self.tracker.guard("planning the forecast", self._plan, trainer)
         # a mid-epoch checkpoint: Lightning resumes inside the epoch without on_train_epoch_start
         if self.tracker.resume_epoch == trainer.current_epoch:
             self.tracker.start_window("train", trainer.current_epoch)

@@ -559,7 +559,7 @@ class EnergyTracker:
             self._write(now=True)
             self._last_summary = render(run.snapshot())
 
-    def plan_run(self, epochs: int | None, samples_per_epoch: int | None, *,
+    def plan_run(self, epochs: int | None, samples_per_epoch: int | None,
                  announce: bool = False) -> None:
         """The planned fit (``epochs``, ``samples_per_epoch``; None = unknown), for the run's
         forecast (:mod:`wattwise.forecast`): the model's once the advice is in (printed on rank

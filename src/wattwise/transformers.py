@@ -29,6 +29,7 @@ from transformers import TrainerCallback
 from wattwise._warn import warn
 from wattwise.config import CallbackOptions, RunContext
 from wattwise.errors import MeterUnavailableError, WattwiseWarning
+from wattwise.forecast import PROJECTED_KEY_KERAS
 from wattwise.hf_data import BatchPlan, trainer_metric_keys
 from wattwise.meters.base import Meter
 from wattwise.records import PhaseRecord, reduce_records
@@ -267,12 +268,17 @@ class EnergyMonitor(TrainerCallback):  # type: ignore[misc]
                  metrics: dict[str, Any] | None = None, log: bool = True) -> None:
         """Log one record (summed over ranks under DDP) with ``Trainer.log`` (unless ``log`` is
         False); with ``metrics`` (an evaluation's), also add the keys to them."""
+        projected = self.tracker.projected_run_joules if prefix == "" else None
         if int(getattr(args, "world_size", 1) or 1) > 1:  # a collective: every rank takes part
-            gathered = _all_gather((rec, bool(self.tracker.meters)))
-            rec = None if rec is None else reduce_records(gathered)
+            gathered = _all_gather((rec, bool(self.tracker.meters), projected))
+            rec = None if rec is None else reduce_records([g[:2] for g in gathered])
+            known = [g[2] for g in gathered if g[2] is not None]  # linear in joules: summed
+            projected = sum(known) if known else None
         if rec is None:
             return
         values = trainer_metric_keys(rec, prefix)
+        if projected is not None and values:
+            values[PROJECTED_KEY_KERAS] = projected
         if metrics is not None:
             metrics.update(values)
         if not log:  # predict(): transformers logs nothing itself; the metrics have them
@@ -308,6 +314,14 @@ class EnergyMonitor(TrainerCallback):  # type: ignore[misc]
         self._find_trainer()
         batch_size = int(getattr(state, "train_batch_size", None) or args.per_device_train_batch_size)
         self._train_plan = _plan(loader, batch_size, args)
+        epochs = getattr(args, "num_train_epochs", None)
+        epochs = int(epochs) if (getattr(args, "max_steps", -1) or -1) <= 0 and isinstance(
+            epochs, (int, float)) and float(epochs).is_integer() else None
+        plan = self._train_plan
+        samples = None if plan is None or plan.n_samples is None else \
+            plan.n_samples * int(getattr(args, "world_size", 1) or 1)
+        self.tracker.plan_run(epochs, samples,
+                              self._options.print_summary and self.tracker.global_rank == 0)
         if self._options.advice and self.tracker.global_rank == 0:
             self.tracker.check_advice(self._check_sizing, model, loader, batch_size)
         if getattr(args, "eval_on_start", False):  # an evaluation follows at once

@@ -65,6 +65,11 @@ def test_train_with_epoch_eval_logs_keys_everywhere(tmp_path: Path) -> None:
     assert [s for s, _ in scalars["eval/energy_joules_per_sample"]] == [8, 16]
     assert scalars["train/energy_estimated"] == [(8, 0.0), (16, 0.0)]
     assert summary["advice"] is not None  # the sizing check ran on the BERT at train start
+    fc = summary["forecast"]  # 2 epochs x 64 samples planned, projected after each epoch
+    assert (fc["planned_epochs"], fc["samples_per_epoch"]) == (2, 64)
+    assert [e["energy_projected_run_joules"] for e in train] == pytest.approx(
+        [p["run_joules"] for p in fc["projections"]])
+    assert fc["model"] is not None and fc["final"]["measured_run_joules"] is not None
     assert (Path(trainer.args.output_dir) / "wattwise_summary.json").is_file()
 
 
