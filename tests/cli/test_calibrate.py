@@ -111,7 +111,7 @@ def test_stored_calibration_is_used_and_labelled(tmp_path: Path) -> None:
     # the preset is labelled uncalibrated, with how to calibrate
     info = describe_coefficients(preset("cpu"), H)
     assert info["calibrated"] is False and "uncalibrated" in info["label"]
-    assert "typical error unknown" in info["label"] and "wattwise calibrate" in info["label"]
+    assert "typical error ±30 %" in info["label"] and "wattwise calibrate" in info["label"]
     # another machine (other cache sizes) does not see this file
     other = replace(H, levels=(replace(H.levels[0], bytes_per_unit=H.levels[0].bytes_per_unit * 2),
                                *H.levels[1:]))

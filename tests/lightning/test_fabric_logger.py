@@ -58,7 +58,7 @@ def test_epoch_metrics_reach_the_fabric_logger(tmp_path: Path) -> None:
     for r in rows:
         assert float(r["energy/train_joules"]) == pytest.approx(9.0)
         assert float(r["energy/train_joules_per_sample"]) == pytest.approx(0.375)
-        assert float(r["energy/train_joules/cpu:package-0"]) == pytest.approx(9.0)
+        assert float(r["energy/train_joules/cpu_package-0"]) == pytest.approx(9.0)
         assert float(r["energy/val_joules_per_sample"]) == pytest.approx(0.05)
         assert float(r["energy/train_watts"]) > 0
     summary = json.loads((log_dir / "wattwise_summary.json").read_text())  # summary_path="auto"
