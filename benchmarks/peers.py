@@ -72,6 +72,7 @@ class Job:
     python: str
     extra: dict[str, Any] = field(default_factory=dict)
     label: str = ""
+    group: str = ""  # the table's framework column and baseline group (default: framework)
     runs: list[dict[str, Any]] = field(default_factory=list)
     skipped: str | None = None
 
@@ -153,7 +154,7 @@ def aggregate(jobs: Sequence[Job], baseline: str = "none") -> list[dict[str, Any
     for job in jobs:
         fits = [r["fit_s"] for r in job.runs]
         row: dict[str, Any] = {
-            "framework": job.framework, "config": job.config, "label": job.name,
+            "framework": job.group or job.framework, "config": job.config, "label": job.name,
             "runs": len(fits), "skipped": job.skipped,
             "median_fit_s": _median(fits), "min_fit_s": min(fits) if fits else None,
             "start_s": _median([r.get("start_s") for r in job.runs]),
@@ -161,7 +162,7 @@ def aggregate(jobs: Sequence[Job], baseline: str = "none") -> list[dict[str, Any
             "meters": next((r["meters"] for r in job.runs if r.get("meters")), None),
         }
         if job.config == baseline:
-            base[job.framework] = row
+            base[row["framework"]] = row
         rows.append(row)
     for row in rows:
         b = base.get(row["framework"])
