@@ -110,6 +110,11 @@ def render_epochs(rows: Sequence[dict[str, Any]]) -> str:
              "| bytes written so far | write calls so far |",
              "|---|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
+        if r["epochs"] == "finish()":  # one call, not per epoch: in ms
+            lines.append(f"| finish() | {r['median_us'] / 1e3:.1f} ms (once) | - | - "
+                         f"| {mb(r['file_bytes'])} | {mb(r['written_bytes'])} "
+                         f"| {r['write_calls'] if r['write_calls'] is not None else '-'} |")
+            continue
         lines.append(f"| {r['epochs']} | {us(r['median_us'])} | {us(r['p99_us'])} "
                      f"| {us(r['max_us'])} | {mb(r['file_bytes'])} | {mb(r['written_bytes'])} "
                      f"| {r['write_calls'] if r['write_calls'] is not None else '-'} |")
