@@ -153,10 +153,16 @@ def restore_state(state: Mapping[str, Any]) -> dict[str, Any]:
 
 
 class _Window:
-    __slots__ = ("acc", "epoch", "phase")
+    __slots__ = ("acc", "epoch", "phase", "plan", "start")
 
-    def __init__(self, phase: str, epoch: int) -> None:
+    def __init__(self, phase: str, epoch: int, plan: Any = None, start: int = 0) -> None:
         self.phase, self.epoch, self.acc = phase, epoch, Acc()
+        self.plan, self.start = plan, start  # planned samples: batches start.. of the pass
+
+    def settle(self) -> None:
+        """A planned window's samples from its batch count (the hot path only counts)."""
+        if self.plan is not None:
+            self.acc.samples = self.plan.samples(self.start, self.start + self.acc.batches)
 
 
 class Ledger:
@@ -176,6 +182,7 @@ class Ledger:
         self.restored = restored
         self._resume = restored["open_epoch"] if restored else None
         self.current: Acc | None = None  # the innermost open window's sums (the hot path's)
+        self.planned = False  # the innermost window's samples come from a LoaderPlan
         self._stack: list[_Window] = []
         self.other = Acc()
         self._totals: dict[str, Acc] = {}
@@ -221,22 +228,33 @@ class Ledger:
         """The innermost open window's epoch, or None."""
         return self._stack[-1].epoch if self._stack else None
 
-    def open(self, phase: str, epoch: int) -> None:
-        """Open a window (after a feed); a mid-epoch checkpoint's partial epoch is continued."""
+    def open(self, phase: str, epoch: int, plan: Any = None) -> None:
+        """Open a window (after a feed); a mid-epoch checkpoint's partial epoch is continued.
+        With ``plan`` (a :class:`~wattwise.samples.LoaderPlan`: batch ``i`` of the pass holds
+        ``plan.samples(i, i + 1)``), batches are only counted and the samples follow from
+        where in the pass the window began (the batches of the phase in this epoch so far)."""
         if self._resume is not None and self._resume[0] == epoch and not self._epoch_accs:
             self._epoch_accs = {p: a.copy() for p, a in self._resume[1].items()}
             self._epoch_recs = dict.fromkeys(self._epoch_accs)
             self._epoch_num = epoch
         self._resume = None
-        w = _Window(phase, epoch)
+        start = 0
+        if plan is not None:
+            done = self._epoch_accs.get(phase)
+            start = (done.batches if done is not None else 0) + sum(
+                x.acc.batches for x in self._stack if x.phase == phase)
+        w = _Window(phase, epoch, plan, start)
         self._stack.append(w)
         self.current = w.acc
+        self.planned = plan is not None
         self._reset_step()
 
     def close(self) -> PhaseRecord:
         """Close the innermost window (after a feed) and return its record."""
         w = self._stack.pop()
+        w.settle()
         self.current = self._stack[-1].acc if self._stack else None
+        self.planned = bool(self._stack) and self._stack[-1].plan is not None
         rec = self.ctx.record(w.phase, w.epoch, w.acc)
         self._step_index[w.phase] = self._step_index.get(w.phase, 0) + w.acc.batches
         if w.phase in self._epoch_accs:
@@ -300,6 +318,8 @@ class Ledger:
     def _reset_step(self) -> None:
         self._step = Acc()
         self._step_t = self._t
+        if self._stack:
+            self._stack[-1].settle()
         acc = self.current
         self._step_base = (acc.samples, acc.batches) if acc is not None else (0, 0)
 
@@ -312,6 +332,7 @@ class Ledger:
         if not self._stack:
             return None
         w = self._stack[-1]
+        w.settle()
         seconds = self._t - self._step_t
         known = [j for j in self.ctx.domain_joules(self._step).values() if j is not None]
         self._step.seconds = seconds
@@ -338,6 +359,8 @@ class Ledger:
         for key in (*PHASES, "other"):
             found = [restored.get(key), self.other if key == "other" else self._totals.get(key)]
             if with_open:
+                for w in self._stack:
+                    w.settle()
                 found += [w.acc for w in self._stack if w.phase == key]
             parts: list[Acc] = [p for p in found if p is not None]
             if parts or key == "other":
@@ -374,6 +397,7 @@ class Ledger:
         elif self.epoch_open:
             phases = {p: a.copy() for p, a in self._epoch_accs.items()}
             for w in self._stack:
+                w.settle()
                 phases.setdefault(w.phase, Acc()).add(w.acc)
             epoch = self._epoch_num if self._epoch_num is not None else self._stack[-1].epoch
             open_epoch = {"epoch": epoch, "phases": {p: a.state() for p, a in phases.items()}}

@@ -291,6 +291,15 @@ class _EnergyMonitorImpl:
             logged["epoch"] = trainer.current_epoch
             logger.log_metrics(logged, step=step)
 
+    def _train_plan(self, trainer: Any) -> Any:
+        """The training loader's :class:`~wattwise.samples.LoaderPlan` when its batches are
+        predictable (then no batch is looked at to count samples), else None."""
+        if self._batch_size_fn is not None:
+            return None
+        from wattwise.samples import torch_loader_plan
+
+        return torch_loader_plan(getattr(trainer, "train_dataloader", None))
+
     def _plan(self, trainer: Any) -> None:
         """The planned fit for the forecast: ``max_epochs`` (unknown with ``max_steps``) x the
         samples an epoch trains on (all ranks; ``limit_train_batches`` applied)."""
@@ -339,11 +348,11 @@ class _EnergyMonitorImpl:
         self.tracker.guard("planning the forecast", self._plan, trainer)
         # a mid-epoch checkpoint: Lightning resumes inside the epoch without on_train_epoch_start
         if self.tracker.resume_epoch == trainer.current_epoch:
-            self.tracker.start_window("train", trainer.current_epoch)
+            self.tracker.start_window("train", trainer.current_epoch, self._train_plan(trainer))
 
     def on_train_epoch_start(self, trainer: Any, pl_module: Any) -> None:
         if self.tracker.current_phase != "train":
-            self.tracker.start_window("train", trainer.current_epoch)
+            self.tracker.start_window("train", trainer.current_epoch, self._train_plan(trainer))
 
     def on_train_batch_start(self, trainer: Any, pl_module: Any, batch: Any,
                              batch_idx: int) -> None:

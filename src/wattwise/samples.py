@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-__all__ = ["count_samples"]
+__all__ = ["LoaderPlan", "count_samples", "torch_loader_plan"]
 
 # array types (torch.Tensor, numpy.ndarray, ...) whose shape[0] was read as an int: the
 # per-batch fast path is then a type lookup and one shape read (hot: every training batch)
@@ -70,4 +70,49 @@ def count_samples(batch: Any, batch_size_fn: Callable[[Any], Any] | None = None)
     try:
         return _search(batch, 0)
     except Exception:  # noqa: BLE001 - exotic containers: unknown, never an error in training
+        return None
+
+
+class LoaderPlan:
+    """The batch sizes of one pass over a map-style data loader with a plain batch sampler:
+    every batch holds ``batch_size`` samples except the last, which holds what is left of
+    ``n_samples`` (``drop_last``: none is partial). Exact, so the callbacks need not look at
+    each batch to count its samples."""
+
+    __slots__ = ("batch_size", "n_batches", "n_samples")
+
+    def __init__(self, batch_size: int, n_samples: int, drop_last: bool) -> None:
+        self.batch_size = batch_size
+        self.n_batches = n_samples // batch_size if drop_last else -(-n_samples // batch_size)
+        self.n_samples = self.n_batches * batch_size if drop_last else n_samples
+
+    def samples(self, start: int, stop: int) -> int:
+        """Samples in batches ``start`` to ``stop - 1`` (0-based) of the pass."""
+        stop = min(stop, self.n_batches)
+        if stop <= start:
+            return 0
+        if stop == self.n_batches:
+            return self.n_samples - start * self.batch_size
+        return (stop - start) * self.batch_size
+
+
+def torch_loader_plan(loader: Any) -> LoaderPlan | None:
+    """A :class:`LoaderPlan` for a ``torch.utils.data.DataLoader`` whose batches are exactly
+    predictable: the stock ``BatchSampler`` (``batch_size=`` or given) over a sampler with a length
+    (a ``DistributedSampler``'s is this rank's share), the stock ``default_collate``. None for
+    anything else (an iterable dataset, a custom batch sampler or collate function): the
+    callbacks then count every batch."""
+    try:
+        from torch.utils.data import BatchSampler, default_collate
+
+        sampler: Any = getattr(loader, "batch_sampler", None)
+        if type(sampler) is not BatchSampler or getattr(loader, "collate_fn", None) \
+                is not default_collate:
+            return None
+        bs = sampler.batch_size
+        if not isinstance(bs, int) or isinstance(bs, bool) or bs < 1:
+            return None
+        n = len(sampler.sampler)
+        return LoaderPlan(bs, n, bool(sampler.drop_last)) if n > 0 else None
+    except Exception:  # noqa: BLE001 - anything unusual: count every batch
         return None

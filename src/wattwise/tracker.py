@@ -267,9 +267,11 @@ class EnergyTracker:
 
     # windows, batches, epochs --------------------------------------------------------------
     @guarded("starting a window")
-    def start_window(self, phase: str, epoch: int) -> None:
+    def start_window(self, phase: str, epoch: int, plan: Any = None) -> None:
         """Begin a window of ``phase`` in ``epoch`` (one meter read); a window opened while
-        another is open pauses the outer one until this one ends."""
+        another is open pauses the outer one until this one ends. With ``plan`` (a
+        :class:`~wattwise.samples.LoaderPlan` of the pass), :meth:`count_batch` counts batches
+        only and the samples follow from the plan (nothing per batch looks at the batch)."""
         if phase not in PHASES:
             raise ConfigurationError(f"EnergyTracker.start_window(phase={phase!r}): expected one "
                                      f"of {PHASES!r}")
@@ -278,7 +280,7 @@ class EnergyTracker:
                                      "int >= 0")
         ledger = self._require("start_window()")
         self._read()
-        ledger.open(phase, epoch)
+        ledger.open(phase, epoch, plan)
 
     def add_batch(self, samples: int | None, batches: int = 1) -> StepRecord | None:
         """Count ``batches`` batches holding ``samples`` samples in all (None: unknown, so
@@ -309,6 +311,9 @@ class EnergyTracker:
         ledger = self._ledger
         if ledger is None or (acc := ledger.current) is None:
             return None
+        if ledger.planned:  # samples from the loader's plan when the window closes
+            acc.batches += 1
+            return None if self._every is None else self._stepped(ledger, 1)
         n = count_samples(batch, batch_size_fn)
         if n is None:
             fix = ("batch_size_fn returned something other than an int >= 0" if batch_size_fn
