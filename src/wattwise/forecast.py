@@ -15,7 +15,8 @@ Three numbers, each labelled with what it rests on:
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from wattwise.records import EpochRecord, PhaseRecord
@@ -52,7 +53,8 @@ class Forecast:
         self.model: dict[str, Any] | None = None
         self.projections: list[dict[str, Any]] = []
         self.final: dict[str, Any] | None = None
-        self._epoch_joules: list[float] = []
+        self._so_far: float | None = None  # fit joules so far, every phase
+        self._sum, self._count = 0.0, 0  # complete epochs' joules
 
     # the model's forecast -----------------------------------------------------------------
     def set_model(self, advice: Mapping[str, Any] | None) -> dict[str, Any] | None:
@@ -94,18 +96,25 @@ class Forecast:
                 f"training energy (BUTTER-E model{label})")
 
     # the measured projection ---------------------------------------------------------------
-    def project(self, epoch: EpochRecord, done_epochs: int, so_far_joules: float | None
-                ) -> float | None:
+    def project(self, epoch: EpochRecord, done_epochs: int,
+                so_far: float | None | Callable[[], float | None]) -> float | None:
         """After the complete epoch ``epoch`` (``done_epochs`` complete fit epochs, restored
-        ones included; ``so_far_joules`` measured in the fit stage so far, every phase): the
-        projected joules of the whole fit, or None when unknown."""
-        if not epoch.complete or epoch.joules is None or so_far_joules is None:
+        ones included): the projected joules of the whole fit, or None when unknown.
+        ``so_far`` is the joules measured in the fit stage so far (every phase), or a function
+        giving it; it is asked once, later epochs are added to it (constant cost per epoch)."""
+        if not epoch.complete or epoch.joules is None:
             return None
-        self._epoch_joules.append(epoch.joules)
+        if self._so_far is None:
+            self._so_far = so_far() if callable(so_far) else so_far
+        else:
+            self._so_far += epoch.joules
+        if self._so_far is None:
+            return None
+        self._count += 1
+        self._sum += epoch.joules
         if self.planned_epochs is None:
             return None
-        mean = sum(self._epoch_joules) / len(self._epoch_joules)
-        projected = so_far_joules + mean * max(0, self.planned_epochs - done_epochs)
+        projected = self._so_far + self._sum / self._count * max(0, self.planned_epochs - done_epochs)
         self.projections.append({"after_epoch": epoch.epoch, "run_joules": projected})
         return projected
 
@@ -136,13 +145,34 @@ class Forecast:
         }
         return self.final
 
+    def snapshot(self) -> ForecastSnapshot:
+        """An immutable view for the summary writer, in constant time (projections are only
+        appended, the model and final objects replaced, never changed)."""
+        return ForecastSnapshot(self.planned_epochs, self.samples_per_epoch, self.model,
+                                self.projections, len(self.projections), self.final)
+
     def to_json(self) -> dict[str, Any]:
         """The ``forecast`` object of the run summary."""
+        return self.snapshot().to_json()
+
+
+@dataclass(frozen=True)
+class ForecastSnapshot:
+    """What :meth:`Forecast.snapshot` saw; rendered on the summary writer's thread."""
+
+    planned_epochs: int | None
+    samples_per_epoch: int | None
+    model: Mapping[str, Any] | None
+    projections: Sequence[Mapping[str, Any]]
+    n_projections: int
+    final: Mapping[str, Any] | None
+
+    def to_json(self) -> dict[str, Any]:
         return {
             "planned_epochs": self.planned_epochs,
             "samples_per_epoch": self.samples_per_epoch,
             "model": None if self.model is None else dict(self.model),
-            "projections": [dict(p) for p in self.projections],
+            "projections": [dict(p) for p in self.projections[: self.n_projections]],
             "final": None if self.final is None else dict(self.final),
         }
 

@@ -112,6 +112,27 @@ def _fn(trainer: Any) -> str:
     return str(getattr(fn, "value", fn))
 
 
+def _tensorboard_event(logger: Any, metrics: dict[str, float], step: int) -> bool:
+    """Write ``metrics`` to a Lightning ``TensorBoardLogger`` as ONE event holding every
+    scalar (what its ``log_metrics`` writes as one event per key, each waking TensorBoard's
+    writer thread); False when ``logger`` is anything else, so it logs as usual."""
+    if type(logger).__name__ != "TensorBoardLogger" or not type(logger).__module__.endswith(
+            "loggers.tensorboard"):
+        return False
+    experiment = logger.experiment
+    writer = getattr(experiment, "_get_file_writer", None)
+    if writer is None or not type(experiment).__module__.startswith("torch.utils.tensorboard"):
+        return False  # tensorboardX or another writer: the logger's own path
+    from tensorboard.compat.proto.summary_pb2 import Summary
+
+    prefix = getattr(logger, "_prefix", "") or ""
+    join = getattr(logger, "LOGGER_JOIN_CHAR", "-")
+    writer().add_summary(Summary(value=[
+        Summary.Value(tag=f"{prefix}{join}{k}" if prefix else k, simple_value=float(v))
+        for k, v in metrics.items()]), step)
+    return True
+
+
 def _all_gather(obj: Any) -> list[Any]:
     """Every rank's ``obj`` (a collective: every rank calls it at the same hook)."""
     import torch.distributed as dist
@@ -267,7 +288,7 @@ class _EnergyMonitorImpl:
             return
         import torch
 
-        tensors = {k: torch.tensor(v) for k, v in metrics.items()}
+        tensors = {k: torch.scalar_tensor(v) for k, v in metrics.items()}
         trainer.callback_metrics.update(tensors)
         trainer.logged_metrics.update(tensors)
         if self._prog_bar:
@@ -289,7 +310,8 @@ class _EnergyMonitorImpl:
         for logger in trainer.loggers:
             logged = grouped(metrics, getattr(logger, "group_separator", "/"))
             logged["epoch"] = trainer.current_epoch
-            logger.log_metrics(logged, step=step)
+            if not _tensorboard_event(logger, logged, step):
+                logger.log_metrics(logged, step=step)
 
     def _train_plan(self, trainer: Any) -> Any:
         """The training loader's :class:`~wattwise.samples.LoaderPlan` when its batches are

@@ -217,10 +217,13 @@ class Run:
         """After an epoch of ``stage``: the measured projection of the fit."""
         if self.forecast is None or stage.name != "fit" or not rec.complete:
             return
-        joules = [self.ctx.record(p, -1, a).joules
-                  for p, a in stage.ledger.totals().items() if p != "other"]
-        known = [j for j in joules if j is not None]
-        so_far = sum(known) if known and len(known) == len(joules) else None
+
+        def so_far() -> float | None:  # asked once; the forecast adds later epochs itself
+            joules = [self.ctx.record(p, -1, a).joules
+                      for p, a in stage.ledger.totals().items() if p != "other"]
+            known = [j for j in joules if j is not None]
+            return sum(known) if known and len(known) == len(joules) else None
+
         self.forecast.project(rec, stage.ledger.epochs_completed(), so_far)
 
     def stage_ended(self, stage: Stage) -> None:
@@ -266,7 +269,7 @@ class Run:
             finished_at=None if self.running or not stages else stages[-1].finished_at,
             duration_s=self.t - self.t0, ctx=ctx, stages=stages, epochs=self.epochs,
             n_epochs=len(self.epochs), advice=self.advice,
-            forecast=None if self.forecast is None else self.forecast.to_json(),
+            forecast=None if self.forecast is None else self.forecast.snapshot(),
         )
 
     def _head(self, meters: MeterSet, hardware: Any, metadata: Any) -> dict[str, Any]:

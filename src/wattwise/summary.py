@@ -73,7 +73,7 @@ class RunSnapshot:
     epochs: Sequence[EpochRecord]
     n_epochs: int
     advice: Mapping[str, Any] | None
-    forecast: Mapping[str, Any] | None = None
+    forecast: Any = None  # a wattwise.forecast.ForecastSnapshot
 
 
 def _totals(ctx: RecordContext, sums: Mapping[str, Acc]) -> dict[str, Any]:
@@ -116,7 +116,7 @@ def render(snap: RunSnapshot, *, epochs: bool = True) -> dict[str, Any]:
         "epochs": [e.to_dict() for e in snap.epochs[: snap.n_epochs]] if epochs else None,
         "totals": totals,
         "advice": None if snap.advice is None else dict(snap.advice),
-        "forecast": None if snap.forecast is None else dict(snap.forecast),
+        "forecast": None if snap.forecast is None else snap.forecast.to_json(),
     })
     return out
 
