@@ -23,7 +23,15 @@ from typing import Any
 from wattwise.errors import ConfigurationError
 from wattwise.model.working_sets import WorkingSets, layer_working_sets, mlp_working_sets
 
-__all__ = ["StepRecorder", "first_input", "keras_working_sets", "torch_working_sets"]
+__all__ = [
+    "StepRecorder",
+    "deferred_advice",
+    "deferred_torch_advice",
+    "first_input",
+    "keras_working_sets",
+    "start_step_recorder",
+    "torch_working_sets",
+]
 
 _TORCH_ELEMENTWISE = (
     "ReLU", "ReLU6", "LeakyReLU", "PReLU", "ELU", "SELU", "CELU", "GELU", "SiLU", "Mish",
@@ -420,3 +428,90 @@ def _keras_macs(l: Any, out_per_sample: float) -> float:
     if "Conv" in type(l).__name__ and getattr(l, "filters", None):
         return float(out_per_sample / l.filters * k)
     return float(k)
+
+
+def deferred_torch_advice(
+    tracker: Any,
+    module: Any,
+    batch: Any,
+    *,
+    batch_size: int,
+    n_samples: int | None = None,
+    hardware: Any = "auto",
+    coefficients: Any = None,
+    step: StepRecorder | None = None,
+) -> Any:
+    """The callbacks' sizing check, off the critical path: for
+    :meth:`~wattwise.tracker.EnergyTracker.check_advice`.
+
+    On the training thread only the working sets are taken: from ``step`` (the first real
+    training step, recorded by forward hooks: no extra forward pass) when it recorded one, else
+    from one forward pass on ``batch``. The model (:func:`check_working_sets`: hierarchy,
+    coefficients, options, and importing :mod:`wattwise.sizing` with the whole model) runs on a
+    daemon thread; the advice is recorded (:func:`wattwise.sizing.record_advice`) back on the
+    training thread at the next epoch end.
+
+    Returns:
+        a :class:`wattwise.run.Deferred`.
+
+    Raises:
+        ConfigurationError: no working sets could be measured (the tracker records why).
+    """
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ConfigurationError(f"batch_size={batch_size!r} must be a positive int")
+    ws = None
+    notes: tuple[str, ...] = ()
+    step_error = None
+    if step is not None:
+        try:
+            ws = step.working_sets(batch, batch_size=batch_size, n_samples=n_samples)
+            notes = ("working sets measured from the first training step (forward hooks on the "
+                     "leaf modules; no extra forward pass)",)
+        except Exception as e:  # noqa: BLE001 - the forward pass below is the other way
+            step_error = e
+    if ws is None:
+        try:
+            ws = torch_working_sets(module, batch, batch_size=batch_size, n_samples=n_samples)
+        except Exception as e:
+            if step_error is None:
+                raise
+            raise ConfigurationError(
+                f"no working sets: the recorded first training step gave none ({step_error}), "
+                f"and one forward pass failed ({type(e).__name__}: {e})") from e
+
+    return deferred_advice(tracker, ws, n_samples=n_samples, hardware=hardware,
+                           coefficients=coefficients, notes=notes)
+
+
+def deferred_advice(tracker: Any, ws: WorkingSets, *, n_samples: int | None,
+                    hardware: Any, coefficients: Any,
+                    notes: tuple[str, ...] = ()) -> Any:
+    """A :class:`wattwise.run.Deferred` that runs :func:`wattwise.sizing.check_working_sets`
+    on a daemon thread and records the advice back on the training thread."""
+    from wattwise.run import Deferred
+
+    def compute() -> tuple[bool, dict[str, Any]]:  # the model, the labels and the text
+        from wattwise import sizing
+
+        advice = sizing.check_working_sets(ws, n_samples=n_samples, hardware=hardware,
+                                           coefficients=coefficients, notes=notes)
+        return advice.far, sizing.advice_json(advice)
+
+    def finish(result: tuple[bool, dict[str, Any]]) -> None:
+        from wattwise.sizing import _record
+
+        _record(tracker, *result)
+
+    return Deferred(compute, finish)
+
+
+def start_step_recorder(module: Any) -> StepRecorder | None:
+    """A :class:`~wattwise.introspect.StepRecorder` with its hooks on ``module``'s leaves, for
+    the callbacks to call right before the first training batch (None when the hooks cannot be
+    registered: the forward-pass path is then the only one; never raises)."""
+    try:
+        rec = StepRecorder(module)
+        rec.start()
+    except Exception:  # noqa: BLE001 - the fallback is optional; the advice never breaks training
+        return None
+    return rec

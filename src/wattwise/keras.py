@@ -345,8 +345,7 @@ class EnergyMonitor(keras.callbacks.Callback):  # type: ignore[misc]
             warn(f"EnergyMonitor: writing TensorBoard scalars failed ({e!r})", WattwiseWarning)
 
     def _check_sizing(self) -> Any:
-        from wattwise.introspect import keras_working_sets
-        from wattwise.sizing import deferred_advice
+        from wattwise.introspect import deferred_advice, keras_working_sets
 
         inputs = self._samples.sizing_inputs()
         batch = zeros_batch(self.model, inputs[0]) if inputs else None

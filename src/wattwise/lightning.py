@@ -344,8 +344,8 @@ class _EnergyMonitorImpl:
     def _check_sizing(self, pl_module: Any, batch: Any) -> Any:
         if self.tracker.global_rank != 0:
             return None
+        from wattwise.introspect import deferred_torch_advice
         from wattwise.samples import count_samples
-        from wattwise.sizing import deferred_torch_advice
 
         try:
             loaders = pl_module.trainer.train_dataloader
@@ -364,6 +364,10 @@ class _EnergyMonitorImpl:
 
     # fit ------------------------------------------------------------------------------------
     def on_fit_start(self, trainer: Any, pl_module: Any) -> None:
+        if self._options.advice:  # the sizing check's code, imported before the first batch
+            from wattwise._lifecycle import prefetch
+
+            prefetch("wattwise.introspect")
         self._begin(trainer, pl_module, "fit")
 
     def on_train_start(self, trainer: Any, pl_module: Any) -> None:
@@ -382,7 +386,7 @@ class _EnergyMonitorImpl:
         # without a usable forward() (hooks removed in _check_sizing, after that step)
         if batch_idx == 0 and self._options.advice and self.tracker.advice_pending \
                 and self.tracker.global_rank == 0:
-            from wattwise.sizing import start_step_recorder
+            from wattwise.introspect import start_step_recorder
 
             self._step = start_step_recorder(pl_module)
 

@@ -20,13 +20,13 @@ from typing import TYPE_CHECKING, Any
 from wattwise._warn import warn
 from wattwise.errors import ConfigurationError, SizingWarning, WattwiseWarning
 from wattwise.hardware import detect_hierarchy
+from wattwise.introspect import start_step_recorder
 from wattwise.model.advise import Advice, advise
 from wattwise.model.coefficients import Coefficients
 from wattwise.model.hierarchy import Hierarchy
 
 if TYPE_CHECKING:
     from wattwise.introspect import StepRecorder
-    from wattwise.model.working_sets import WorkingSets
 
 __all__ = [
     "record_advice",
@@ -176,88 +176,6 @@ def check_torch_model(
                  f"modules), because one forward pass failed: {why}",)
     return check_working_sets(ws, n_samples=n_samples, hardware=hardware,
                               coefficients=coefficients, notes=notes)
-
-
-def deferred_torch_advice(
-    tracker: Any,
-    module: Any,
-    batch: Any,
-    *,
-    batch_size: int,
-    n_samples: int | None = None,
-    hardware: str | Hierarchy = "auto",
-    coefficients: Coefficients | str | os.PathLike[str] | None = None,
-    step: StepRecorder | None = None,
-) -> Any:
-    """The callbacks' sizing check, off the critical path: for
-    :meth:`~wattwise.tracker.EnergyTracker.check_advice`.
-
-    On the training thread only the working sets are taken: from ``step`` (the first real
-    training step, recorded by forward hooks: no extra forward pass) when it recorded one, else
-    from one forward pass on ``batch``. The model (:func:`check_working_sets`: hierarchy,
-    coefficients, options) runs on a daemon thread; the advice is recorded
-    (:func:`record_advice`) back on the training thread at the next epoch end.
-
-    Returns:
-        a :class:`wattwise.run.Deferred`.
-
-    Raises:
-        ConfigurationError: no working sets could be measured (the tracker records why).
-    """
-    _check_batch_size(batch_size)
-    ws = None
-    notes: tuple[str, ...] = ()
-    step_error = None
-    if step is not None:
-        try:
-            ws = step.working_sets(batch, batch_size=batch_size, n_samples=n_samples)
-            notes = ("working sets measured from the first training step (forward hooks on the "
-                     "leaf modules; no extra forward pass)",)
-        except Exception as e:  # noqa: BLE001 - the forward pass below is the other way
-            step_error = e
-    if ws is None:
-        from wattwise.introspect import torch_working_sets
-
-        try:
-            ws = torch_working_sets(module, batch, batch_size=batch_size, n_samples=n_samples)
-        except Exception as e:
-            if step_error is None:
-                raise
-            raise ConfigurationError(
-                f"no working sets: the recorded first training step gave none ({step_error}), "
-                f"and one forward pass failed ({type(e).__name__}: {e})") from e
-
-    return deferred_advice(tracker, ws, n_samples=n_samples, hardware=hardware,
-                           coefficients=coefficients, notes=notes)
-
-
-def deferred_advice(tracker: Any, ws: WorkingSets, *, n_samples: int | None,
-                    hardware: str | Hierarchy, coefficients: Any,
-                    notes: tuple[str, ...] = ()) -> Any:
-    """A :class:`wattwise.run.Deferred` that runs :func:`check_working_sets` on a daemon
-    thread and :func:`record_advice` back on the training thread."""
-    from wattwise.run import Deferred
-
-    def compute() -> tuple[bool, dict[str, Any]]:  # the model, the labels and the text
-        advice = check_working_sets(ws, n_samples=n_samples, hardware=hardware,
-                                    coefficients=coefficients, notes=notes)
-        return advice.far, advice_json(advice)
-
-    return Deferred(compute, lambda result: _record(tracker, *result))
-
-
-def start_step_recorder(module: Any) -> StepRecorder | None:
-    """A :class:`~wattwise.introspect.StepRecorder` with its hooks on ``module``'s leaves, for
-    the callbacks to call right before the first training batch (None when the hooks cannot be
-    registered: the forward-pass path is then the only one; never raises)."""
-    from wattwise.introspect import StepRecorder
-
-    try:
-        rec = StepRecorder(module)
-        rec.start()
-    except Exception:  # noqa: BLE001 - the fallback is optional; the advice never breaks training
-        return None
-    return rec
 
 
 def check_keras_model(

@@ -410,7 +410,7 @@ class EnergyMonitor(TrainerCallback):  # type: ignore[misc]
         """The sizing check on the model and one batch collated from the first samples of the
         training dataset (the loader is not iterated: no random state is consumed). Returns the
         :class:`~wattwise.run.Deferred` whose model part runs off the training thread."""
-        from wattwise.sizing import deferred_torch_advice
+        from wattwise.introspect import deferred_torch_advice
 
         dataset = loader.dataset
         n_samples = int(len(dataset))
