@@ -35,10 +35,10 @@ afterwards:
   wattwise fit RUN.json ... --update-calibration   # refine it with your own runs
 """
 
-QUICK: dict[str, Any] = {"sizes": (2_000, 8_000, 26_122, 100_000), "batch_sizes": (32, 128), "repeats": 2,
-         "epochs": 2}
+QUICK: dict[str, Any] = {"sizes": (2_000, 8_000, 26_122, 100_000), "batch_sizes": (32, 128), "repeats": 3,
+         "epochs": 3}  # the demo's regime: 3 measured epochs after the warm-up
 FULL: dict[str, Any] = {"sizes": (1_000, 3_000, 8_000, 26_122, 60_000, 150_000, 400_000),
-        "batch_sizes": (16, 32, 128, 256), "repeats": 3, "epochs": 3}
+        "batch_sizes": (16, 32, 128, 256), "repeats": 3, "epochs": 8}
 """The sweeps: rectangle depth 3 at ``sizes`` (NTP targets) with batch size 64, plus the
 demo's network (NTP 26,122) at ``batch_sizes``; ``repeats`` runs per point."""
 
