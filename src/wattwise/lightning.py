@@ -123,13 +123,17 @@ def _tensorboard_event(logger: Any, metrics: dict[str, float], step: int) -> boo
     writer = getattr(experiment, "_get_file_writer", None)
     if writer is None or not type(experiment).__module__.startswith("torch.utils.tensorboard"):
         return False  # tensorboardX or another writer: the logger's own path
-    from tensorboard.compat.proto.summary_pb2 import Summary
+    try:
+        from tensorboard.compat.proto.summary_pb2 import Summary
 
-    prefix = getattr(logger, "_prefix", "") or ""
-    join = getattr(logger, "LOGGER_JOIN_CHAR", "-")
-    writer().add_summary(Summary(value=[
-        Summary.Value(tag=f"{prefix}{join}{k}" if prefix else k, simple_value=float(v))
-        for k, v in metrics.items()]), step)
+        prefix = getattr(logger, "_prefix", "") or ""
+        join = getattr(logger, "LOGGER_JOIN_CHAR", "-")
+        summary = Summary(value=[
+            Summary.Value(tag=f"{prefix}{join}{k}" if prefix else k, simple_value=float(v))
+            for k, v in metrics.items()])
+    except Exception:  # noqa: BLE001 - an unexpected writer or proto: the logger's own path
+        return False
+    writer().add_summary(summary, step)
     return True
 
 
