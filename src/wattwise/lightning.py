@@ -21,8 +21,9 @@ from collections.abc import Callable, Sequence
 from os import PathLike
 from typing import Any
 
+from wattwise import _distributed
 from wattwise.config import CallbackOptions, RunContext
-from wattwise.errors import ConfigurationError, MeterUnavailableError
+from wattwise.errors import ConfigurationError
 from wattwise.forecast import PROJECTED_KEY
 from wattwise.meters.base import Meter
 from wattwise.records import (
@@ -32,7 +33,6 @@ from wattwise.records import (
     grouped,
     metric_keys,
     progress_bar_metrics,
-    reduce_records,
 )
 from wattwise.tracker import EnergyTracker
 
@@ -137,17 +137,6 @@ def _tensorboard_event(logger: Any, metrics: dict[str, float], step: int) -> boo
     return True
 
 
-def _all_gather(obj: Any) -> list[Any]:
-    """Every rank's ``obj`` (a collective: every rank calls it at the same hook)."""
-    import torch.distributed as dist
-
-    if not (dist.is_available() and dist.is_initialized()):
-        return [obj]
-    out: list[Any] = [None] * dist.get_world_size()
-    dist.all_gather_object(out, obj)
-    return out
-
-
 class _EnergyMonitorImpl:
     """The framework-free body of ``EnergyMonitor``; see the built classes for the docs."""
 
@@ -207,18 +196,7 @@ class _EnergyMonitorImpl:
             "stage": stage, "world_size": world, "global_rank": context.global_rank,
             "model": type(pl_module).__name__, "precision": str(getattr(trainer, "precision", "")),
         }
-        error: MeterUnavailableError | None = None
-        try:
-            self.tracker.begin_stage(stage, metadata=metadata, context=context)
-        except MeterUnavailableError as e:
-            error = e
-        # a named meter that cannot open on any rank stops every rank before the first step
-        errors = [e for e in _all_gather(None if error is None else str(error)) if e
-                  ] if world > 1 else []
-        if error is not None:
-            raise error
-        if errors:
-            raise MeterUnavailableError("; ".join(errors))
+        _distributed.begin_stage(self.tracker, stage, metadata, context, world)
         if context.global_rank == 0 and trainer.loggers:
             self.tracker.guard("writing the TensorBoard text entry", self._write_note, trainer)
 
@@ -270,11 +248,8 @@ class _EnergyMonitorImpl:
         over ranks (Lightning's per-key result bookkeeping costs ~0.3 ms a key)."""
         projected = self.tracker.projected_run_joules if rec is not None and \
             rec.phase == "train" and _fn(trainer) == "fit" else None
-        if trainer.world_size > 1:  # a collective: every rank takes part, with or without rec
-            gathered = _all_gather((rec, bool(self.tracker.meters), projected))
-            rec = None if rec is None else reduce_records([g[:2] for g in gathered])
-            known = [g[2] for g in gathered if g[2] is not None]  # linear in joules: summed
-            projected = sum(known) if known else None
+        rec, projected = _distributed.reduce_phase(  # under DDP a collective: every rank
+            rec, bool(self.tracker.meters), projected, trainer.world_size)
         if rec is None:
             return
         metrics = metric_keys(rec, "lightning")

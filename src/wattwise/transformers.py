@@ -26,13 +26,14 @@ from typing import TYPE_CHECKING, Any
 import transformers
 from transformers import TrainerCallback
 
+from wattwise import _distributed
 from wattwise._warn import warn
 from wattwise.config import CallbackOptions, RunContext
-from wattwise.errors import MeterUnavailableError, WattwiseWarning
+from wattwise.errors import WattwiseWarning
 from wattwise.forecast import PROJECTED_KEY_KERAS
 from wattwise.hf_data import BatchPlan, trainer_metric_keys
 from wattwise.meters.base import Meter
-from wattwise.records import PhaseRecord, reduce_records
+from wattwise.records import PhaseRecord
 from wattwise.tracker import EnergyTracker
 
 if TYPE_CHECKING:
@@ -41,17 +42,6 @@ if TYPE_CHECKING:
 __all__ = ["EnergyMonitor"]
 
 log = logging.getLogger("wattwise")
-
-
-def _all_gather(obj: Any) -> list[Any]:
-    """Every rank's ``obj`` (a collective: every rank calls it at the same hook)."""
-    import torch.distributed as dist
-
-    if not (dist.is_available() and dist.is_initialized()):
-        return [obj]
-    out: list[Any] = [None] * dist.get_world_size()
-    dist.all_gather_object(out, obj)
-    return out
 
 
 def _epoch(state: Any, *, begin: bool = False) -> int:
@@ -205,18 +195,7 @@ class EnergyMonitor(TrainerCallback):  # type: ignore[misc]
             "per_device_train_batch_size": getattr(args, "per_device_train_batch_size", None),
             "gradient_accumulation_steps": getattr(args, "gradient_accumulation_steps", None),
         }
-        error: MeterUnavailableError | None = None
-        try:
-            self.tracker.begin_stage(stage, metadata=metadata, context=context)
-        except MeterUnavailableError as e:
-            error = e
-        # a named meter that cannot open on any rank stops every rank before the first step
-        errors = [e for e in _all_gather(None if error is None else str(error)) if e
-                  ] if world > 1 else []
-        if error is not None:
-            raise error
-        if errors:
-            raise MeterUnavailableError("; ".join(errors))
+        _distributed.begin_stage(self.tracker, stage, metadata, context, world)
 
     def _end(self, status: str, error: BaseException | None = None, *, table: bool) -> None:
         self.tracker.end_stage(status, error)  # type: ignore[arg-type]
@@ -269,11 +248,8 @@ class EnergyMonitor(TrainerCallback):  # type: ignore[misc]
         """Log one record (summed over ranks under DDP) with ``Trainer.log`` (unless ``log`` is
         False); with ``metrics`` (an evaluation's), also add the keys to them."""
         projected = self.tracker.projected_run_joules if prefix == "" else None
-        if int(getattr(args, "world_size", 1) or 1) > 1:  # a collective: every rank takes part
-            gathered = _all_gather((rec, bool(self.tracker.meters), projected))
-            rec = None if rec is None else reduce_records([g[:2] for g in gathered])
-            known = [g[2] for g in gathered if g[2] is not None]  # linear in joules: summed
-            projected = sum(known) if known else None
+        rec, projected = _distributed.reduce_phase(  # under DDP a collective: every rank
+            rec, bool(self.tracker.meters), projected, int(getattr(args, "world_size", 1) or 1))
         if rec is None:
             return
         values = trainer_metric_keys(rec, prefix)
