@@ -89,3 +89,28 @@ def test_step_level_records_take_their_samples_from_the_plan() -> None:
     steps = [tracker.count_batch(object()) for _ in range(3)]
     assert [s.samples for s in steps if s is not None] == [4, 4, 2]
     tracker.finish()
+
+
+def test_epoch_samples_counts_what_an_epoch_trains_on() -> None:
+    from wattwise.samples import epoch_samples
+
+    loader = _loader(10, 4)
+    assert epoch_samples(loader, 3) == 10  # every batch: the whole dataset
+    assert epoch_samples([loader], 2) == 8  # limit_train_batches: 2 of 4
+    assert epoch_samples(loader, 1, world_size=2) == 8  # 1 batch of 4 on each of 2 ranks
+    assert epoch_samples(loader, float("inf")) == 10
+
+    class Stream(torch.utils.data.IterableDataset):  # type: ignore[misc]
+        def __iter__(self) -> Any:
+            return iter(range(5))
+
+    assert epoch_samples(DataLoader(Stream(), batch_size=2), 3) is None
+    assert epoch_samples(None) is None
+
+
+def test_ended_status() -> None:
+    from wattwise._lifecycle import ended_status
+
+    assert ended_status(None) == "completed"
+    assert ended_status(KeyboardInterrupt()) == "interrupted"
+    assert ended_status(ValueError("x")) == "failed"

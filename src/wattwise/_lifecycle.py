@@ -28,7 +28,7 @@ def watch(tracker: Any) -> None:
         previous = sys.excepthook
 
         def hook(tp: type[BaseException], value: BaseException, tb: TracebackType | None) -> None:
-            _end_all("interrupted" if issubclass(tp, KeyboardInterrupt) else "failed", value)
+            _end_all(ended_status(value), value)
             previous(tp, value, tb)
 
         sys.excepthook = hook
@@ -71,3 +71,11 @@ def prefetch(*modules: str) -> None:
                 continue
 
     threading.Thread(target=run, name="wattwise-prefetch", daemon=True).start()
+
+
+def ended_status(error: BaseException | None) -> str:
+    """How a stage that ``error`` ended is recorded: ``"completed"`` without one,
+    ``"interrupted"`` for Ctrl-C (``KeyboardInterrupt``), else ``"failed"``."""
+    if error is None:
+        return "completed"
+    return "interrupted" if isinstance(error, KeyboardInterrupt) else "failed"

@@ -16,6 +16,7 @@ from os import PathLike
 from types import TracebackType
 from typing import Any
 
+from wattwise._lifecycle import ended_status
 from wattwise.config import RunContext, TrackerConfig
 from wattwise.errors import ConfigurationError
 from wattwise.meters.base import Meter
@@ -171,10 +172,7 @@ class EnergyLogger:
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
-        if exc is None:
-            self.finish("completed")
-        else:
-            self.finish("interrupted" if isinstance(exc, KeyboardInterrupt) else "failed", exc)
+        self.finish(ended_status(exc), exc)  # type: ignore[arg-type]
 
     # epochs, phases, batches -----------------------------------------------------------------
     def epoch(self, step: int | None = None) -> _FabricEpoch:

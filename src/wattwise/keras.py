@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import keras
 
+from wattwise._lifecycle import ended_status
 from wattwise._warn import warn
 from wattwise.config import CallbackOptions, RunContext
 from wattwise.errors import ConfigurationError, WattwiseWarning
@@ -226,8 +227,7 @@ class EnergyMonitor(keras.callbacks.Callback):  # type: ignore[misc]
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
         if exc is not None and self.tracker.stage is not None:
-            self._end("interrupted" if isinstance(exc, KeyboardInterrupt) else "failed", exc,
-                      table=True)
+            self._end(ended_status(exc), exc, table=True)
 
     def _add(self, sizes: list[int] | None) -> None:
         if sizes is None:  # the batches' samples are unknown: so is J/sample

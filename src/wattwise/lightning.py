@@ -22,6 +22,7 @@ from os import PathLike
 from typing import Any
 
 from wattwise import _distributed
+from wattwise._lifecycle import ended_status
 from wattwise.config import CallbackOptions, RunContext
 from wattwise.errors import ConfigurationError
 from wattwise.forecast import PROJECTED_KEY
@@ -34,6 +35,7 @@ from wattwise.records import (
     metric_keys,
     progress_bar_metrics,
 )
+from wattwise.samples import epoch_samples
 from wattwise.tracker import EnergyTracker
 
 __all__ = ["EnergyMonitor"]  # noqa: F822 - built lazily by __getattr__
@@ -224,7 +226,7 @@ class _EnergyMonitorImpl:
         self._end("completed", table=stage == "fit")
 
     def on_exception(self, trainer: Any, pl_module: Any, exception: BaseException) -> None:
-        self._end("interrupted" if isinstance(exception, KeyboardInterrupt) else "failed", exception)
+        self._end(ended_status(exception), exception)
 
     def state_dict(self) -> dict[str, Any]:
         state = self.tracker.state_dict()
@@ -306,17 +308,8 @@ class _EnergyMonitorImpl:
         samples an epoch trains on (all ranks; ``limit_train_batches`` applied)."""
         epochs = trainer.max_epochs if (trainer.max_epochs or 0) > 0 and trainer.max_steps == -1 \
             else None
-        samples = None
-        try:
-            loaders = trainer.train_dataloader
-            loaders = loaders if isinstance(loaders, (list, tuple)) else [loaders]
-            samples = sum(len(dl.dataset) for dl in loaders)
-            per_step = sum(int(dl.batch_size) for dl in loaders) * int(trainer.world_size or 1)
-            n = trainer.num_training_batches
-            if isinstance(n, int) or (isinstance(n, float) and n != float("inf")):
-                samples = min(samples, int(n) * per_step)
-        except Exception:  # noqa: BLE001 - iterable datasets, batch samplers: unknown
-            samples = samples if isinstance(samples, int) else None
+        samples = epoch_samples(getattr(trainer, "train_dataloader", None),
+                                trainer.num_training_batches, trainer.world_size or 1)
         self.tracker.plan_run(epochs, samples,
                               announce=self._options.print_summary and trainer.global_rank == 0)
 
@@ -326,12 +319,9 @@ class _EnergyMonitorImpl:
         from wattwise.introspect import deferred_torch_advice
         from wattwise.samples import count_samples
 
-        try:
-            loaders = pl_module.trainer.train_dataloader
-            loaders = loaders if isinstance(loaders, (list, tuple)) else [loaders]
-            n_samples: int | None = int(sum(len(dl.dataset) for dl in loaders))
-        except Exception:  # noqa: BLE001 - iterable datasets: unknown
-            n_samples = None
+        trainer = pl_module.trainer
+        n_samples = epoch_samples(getattr(trainer, "train_dataloader", None),
+                                  trainer.num_training_batches, trainer.world_size or 1)
         o = self._options
         step, self._step = self._step, None
         if step is not None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-__all__ = ["LoaderPlan", "count_samples", "torch_loader_plan"]
+__all__ = ["LoaderPlan", "count_samples", "epoch_samples", "torch_loader_plan"]
 
 # array types (torch.Tensor, numpy.ndarray, ...) whose shape[0] was read as an int: the
 # per-batch fast path is then a type lookup and one shape read (hot: every training batch)
@@ -116,3 +116,23 @@ def torch_loader_plan(loader: Any) -> LoaderPlan | None:
         return LoaderPlan(bs, n, bool(sampler.drop_last)) if n > 0 else None
     except Exception:  # noqa: BLE001 - anything unusual: count every batch
         return None
+
+
+def epoch_samples(loaders: Any, num_batches: Any = None, world_size: int = 1) -> int | None:
+    """Samples one training epoch works through, over all ranks: the loaders' dataset lengths,
+    capped by ``num_batches`` (per rank, e.g. Lightning's ``num_training_batches`` with
+    ``limit_train_batches``) x their batch sizes x ``world_size``. None when a dataset has no
+    length (an iterable dataset); uncapped when the batch size is not known."""
+    loaders = loaders if isinstance(loaders, (list, tuple)) else [loaders]
+    try:
+        samples = sum(len(dl.dataset) for dl in loaders)
+    except Exception:  # noqa: BLE001 - no dataset, or no length: unknown
+        return None
+    try:
+        per_step = sum(int(dl.batch_size) for dl in loaders) * max(1, int(world_size))
+    except (TypeError, ValueError):  # batch_size None (a batch sampler): not capped
+        return samples
+    if isinstance(num_batches, int) or (isinstance(num_batches, float)
+                                        and num_batches != float("inf")):
+        samples = min(samples, int(num_batches) * per_step)
+    return samples

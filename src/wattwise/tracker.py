@@ -260,10 +260,7 @@ class EnergyTracker:
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
-        if exc is None:
-            self.finish("completed")
-        else:
-            self.finish("interrupted" if isinstance(exc, KeyboardInterrupt) else "failed", exc)
+        self.finish(_lifecycle.ended_status(exc), exc)  # type: ignore[arg-type]
 
     # windows, batches, epochs --------------------------------------------------------------
     @guarded("starting a window")

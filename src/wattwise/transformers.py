@@ -27,6 +27,7 @@ import transformers
 from transformers import TrainerCallback
 
 from wattwise import _distributed
+from wattwise._lifecycle import ended_status
 from wattwise._warn import warn
 from wattwise.config import CallbackOptions, RunContext
 from wattwise.errors import WattwiseWarning
@@ -215,8 +216,7 @@ class EnergyMonitor(TrainerCallback):  # type: ignore[misc]
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
         if exc is not None and self.tracker.stage is not None:
-            self._end("interrupted" if isinstance(exc, KeyboardInterrupt) else "failed", exc,
-                      table=True)
+            self._end(ended_status(exc), exc, table=True)
 
     # the tracker's open window (the only tracker state the hooks ask about) -----------------
     def _phase(self) -> str | None:
