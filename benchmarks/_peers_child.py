@@ -159,9 +159,9 @@ def run_lightning(opts: dict[str, Any], workdir: Path) -> dict[str, Any]:
     if config.startswith("wattwise"):
         from wattwise.lightning import EnergyMonitor
 
-        kwargs: dict[str, Any] = {}
+        kwargs: dict[str, Any] = dict(opts.get("wattwise_kwargs") or {})  # ablations
         if log_every != "unset":  # scale.py: step-level logging, every window read
-            kwargs = {"log_every_n_steps": log_every, "min_window_s": 0.0}
+            kwargs.update(log_every_n_steps=log_every, min_window_s=0.0)
         mon = EnergyMonitor(**kwargs)
         callbacks.append(mon)
     elif config == "codecarbon-hand":
@@ -274,7 +274,7 @@ def run_keras(opts: dict[str, Any], workdir: Path) -> dict[str, Any]:
     if config.startswith("wattwise"):
         from wattwise.keras import EnergyMonitor
 
-        mon = EnergyMonitor()
+        mon = EnergyMonitor(**dict(opts.get("wattwise_kwargs") or {}))  # kwargs: ablations
         callbacks.append(mon)
     elif config == "codecarbon-hand":
         from codecarbon import OfflineEmissionsTracker

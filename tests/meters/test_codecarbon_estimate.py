@@ -32,7 +32,10 @@ def test_tdp_table_match_equals_codecarbons() -> None:
 
     df = pd.read_csv(TABLE)
     names = list(df["Name"])[::37]
-    queries = names + [
+    variants = [v for n in names[::3] for v in (  # the exact, the stripped and the token paths
+        n.upper(), f"{n} CPU @ 2.40GHz", f"Intel(R) {n}", f"{n} 8-Core Processor",
+        n.split()[0], n.replace("-", " "))]
+    queries = names + variants + [
         "Intel(R) Xeon(R) Gold 6148 CPU @ 2.40GHz",
         "Intel(R) Core(TM) i7-8650U CPU @ 1.90GHz",
         "AMD Ryzen 9 5950X 16-Core Processor",

@@ -8,7 +8,7 @@ Power Gadget, no powermetrics), in ``tracking_mode="machine"``:
   ``model name`` / ``cpu`` / ``processor`` / ``uarch`` field of ``/proc/cpuinfo``
   (:func:`cpu_model_from_proc_cpuinfo`); elsewhere py-cpuinfo runs its own subprocess.
 - **TDP**: the model matched in codecarbon's ``data/hardware/cpu_power.csv``
-  (:func:`match_tdp_w`, the same rapidfuzz calls as ``codecarbon.core.cpu.TDP``); an unknown
+  (:func:`match_tdp_w`: the result of ``codecarbon.core.cpu.TDP``'s rapidfuzz calls); an unknown
   model gets 4 W per logical CPU; the result is multiplied by the number of CPU sockets.
   No model at all, or an Apple M-series chip: 85 W.
 - **CPU power**: ``TDP x (0.1 + 0.9 x load**3)`` (:func:`cpu_power_w`), ``load`` the
@@ -23,13 +23,13 @@ test_codecarbon_model.py``); the meter is :class:`wattwise.meters.CodeCarbonMete
 
 from __future__ import annotations
 
+import bisect
 import csv
 import functools
 import importlib.util
 import math
 import os
 import re
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -86,66 +86,139 @@ def cpu_model_from_proc_cpuinfo(text: str) -> str | None:
     return None
 
 
+@dataclass(frozen=True, eq=False)
+class _TdpTable:
+    """codecarbon's ``cpu_power.csv``, indexed once per process for :func:`match_tdp_w`."""
+
+    names: tuple[str, ...]
+    tdps: tuple[float, ...]
+    by_lower: dict[str, int]  # the first row of each lower-cased name
+
+    @functools.cached_property
+    def processed(self) -> str:
+        """Every name after rapidfuzz's ``default_process``, each on a line that starts with a
+        newline (built when the exact matches fail, in one pass over every name: several times
+        cheaper than a pass per name)."""
+        return _default_process("".join("\n" + n for n in self.names), keep="\n")
+
+    @functools.cached_property
+    def line_starts(self) -> list[int]:
+        """The offset of each name's line in :attr:`processed`."""
+        return [m.end() for m in re.finditer("\n", self.processed)]
+
+    def candidates(self, tokens: frozenset[str]) -> dict[int, frozenset[str]]:
+        """Row -> token set of every name whose token set contains ``tokens`` or lies within
+        them (and a few more), found by two regex scans rather than a token set per name: the
+        names with the rarest of ``tokens`` in them, and those made of ``tokens`` only."""
+        text = self.processed
+        rarest = min(sorted(tokens), key=text.count)
+        words = "|".join(map(re.escape, sorted(tokens, key=len, reverse=True)))
+        out: dict[int, frozenset[str]] = {}
+        for m in (*re.finditer(re.escape(rarest), text),
+                  *re.finditer(rf"\n *(?:(?:{words}) +)*(?:{words}) *(?=\n|$)", text)):
+            row = bisect.bisect_right(self.line_starts, m.start()) - 1
+            if m.group().startswith("\n"):
+                row += 1
+            if row not in out:
+                end = text.find("\n", self.line_starts[row])
+                out[row] = frozenset(text[self.line_starts[row]:len(text) if end < 0 else end]
+                                     .split())
+        return out
+
+
+#: bytes.translate table: ASCII letters and digits lower-cased, newline kept, the rest a space
+_ASCII_PROCESS = bytes(
+    c if chr(c).isdigit() or c == 10 else (c | 0x20) if chr(c).isalpha() else 32
+    for c in range(128)) + b" " * 128
+
+
+def _default_process(text: str, keep: str = "") -> str:
+    """rapidfuzz's ``utils.default_process``: every non-alphanumeric character (but a newline
+    in ``keep``) a space, lower case (the surrounding spaces do not matter to the token sets)."""
+    if keep not in ("", "\n"):
+        raise ValueError(f"_default_process(keep={keep!r}): only '' or a newline")
+    for c in set(_NON_ASCII.findall(text)):  # a few characters: str.replace is C-fast
+        text = text.replace(c, c.lower() if c.isalnum() else " ")
+    if not text.isascii():  # a non-ASCII lower case of a non-ASCII letter: per character
+        return "".join(c if c.isalnum() or c in keep else " " for c in text).lower()
+    out = text.encode("ascii").translate(_ASCII_PROCESS).decode("ascii")
+    return out if keep else out.replace("\n", " ")
+
+
+_NON_ASCII = re.compile(r"[^\x00-\x7f]")
+
+
+def _default_tokens(text: str) -> frozenset[str]:
+    """The token set ``fuzz.token_set_ratio`` sees after ``utils.default_process``."""
+    return frozenset(_default_process(text).split())
+
+
 @functools.lru_cache(maxsize=4)
-def _tdp_table(path: str) -> tuple[tuple[str, ...], tuple[float, ...]]:
+def _tdp_table(path: str) -> _TdpTable:
     names: list[str] = []
     tdps: list[float] = []
     with open(path, encoding="utf-8", newline="") as f:
-        for row in csv.DictReader(f):
+        rows = csv.reader(f)
+        header = next(rows, [])
+        try:
+            i_name, i_tdp = header.index("Name"), header.index("TDP")
+        except ValueError:
+            return _TdpTable((), (), {})
+        for row in rows:
             try:
-                tdp = float(row["TDP"])
-            except (KeyError, TypeError, ValueError):
+                tdp = float(row[i_tdp])
+            except (IndexError, ValueError):
                 continue  # pandas would give NaN: never matched to a usable TDP
-            names.append(row["Name"])
+            names.append(row[i_name])
             tdps.append(tdp)
-    return tuple(names), tuple(tdps)
+    by_lower: dict[str, int] = {}
+    for i, name in enumerate(names):
+        by_lower.setdefault(name.lower(), i)
+    return _TdpTable(tuple(names), tuple(tdps), by_lower)
 
 
 def match_tdp_w(model: str, table_path: str) -> float | None:
     """codecarbon's TDP for ``model`` from its ``cpu_power.csv``, in watts, or None if no match.
 
-    The calls of ``codecarbon.core.cpu.TDP._get_matching_cpu``: a case-insensitive exact match,
-    then again without ``(R)``, ``CPU``, ``@ x.yzGHz``, then a unique token-set match.
+    The result of ``codecarbon.core.cpu.TDP._get_matching_cpu``'s rapidfuzz calls, without
+    rapidfuzz (whose import alone costs ~10 ms): a case-insensitive exact match, then again
+    without ``(R)``, ``CPU``, ``@ x.yzGHz``, then a unique token-set match (``token_set_ratio``
+    of 100: the two token sets share a token and one contains the other). The tests check it
+    against codecarbon's own function.
     """
-    from rapidfuzz import fuzz, process, utils  # a codecarbon dependency; ~10 ms to import
-
-    names, tdps = _tdp_table(table_path)
-    match = _matching_cpu(model, names, fuzz, process, utils)
-    if match is None:
+    table = _tdp_table(table_path)
+    i = _matching_cpu(model, table)
+    if i is None:
         return None
-    tdp = tdps[names.index(match)]
+    tdp = table.tdps[i]
     return tdp if tdp and not math.isnan(tdp) else None  # codecarbon: `if power:`
 
 
-def _matching_cpu(
-    model_raw: str, names: Sequence[str], fuzz: Any, process: Any, utils: Any
-) -> str | None:
-    direct = process.extractOne(
-        model_raw, names, processor=lambda s: s.lower(), scorer=fuzz.ratio, score_cutoff=100
-    )
-    if direct:
-        return str(direct[0])
+def _matching_cpu(model_raw: str, table: _TdpTable) -> int | None:
+    """The row codecarbon matches ``model_raw`` to, or None."""
+    direct = table.by_lower.get(model_raw.lower())  # extractOne(ratio, lower, cutoff 100)
+    if direct is not None:
+        return direct
     model_raw = model_raw.replace("(R)", "")
     start_cpu = model_raw.find(" CPU @ ")
     if start_cpu > 0:
         model_raw = model_raw[0:start_cpu]
     model_raw = model_raw.replace(" CPU", "")
     model_raw = re.sub(r" @\s*\d+\.\d+GHz", "", model_raw)
-    direct = process.extractOne(
-        model_raw, names, processor=lambda s: s.lower(), scorer=fuzz.ratio, score_cutoff=100
-    )
-    if direct:
-        return str(direct[0])
-    indirect = process.extract(
-        model_raw,
-        names,
-        processor=utils.default_process,
-        scorer=fuzz.token_set_ratio,
-        score_cutoff=100,
-    )
-    if indirect and (len(indirect) == 1 or indirect[0][1] != indirect[1][1]):
-        return str(indirect[0][0])
-    return None
+    direct = table.by_lower.get(model_raw.lower())
+    if direct is not None:
+        return direct
+    # extract(token_set_ratio, default_process, cutoff 100), kept only when unique
+    query = _default_tokens(model_raw)
+    if not query:
+        return None
+    found: int | None = None
+    for i, name in sorted(table.candidates(query).items()):
+        if not query.isdisjoint(name) and (query <= name or name <= query):
+            if found is not None:
+                return None  # two names score 100: codecarbon takes neither
+            found = i
+    return found
 
 
 def socket_count(sysfs_cpu: str = "/sys/devices/system/cpu") -> int:
