@@ -41,3 +41,33 @@ def test_the_check_can_fail() -> None:
         [sys.executable, "-c", code], check=True, capture_output=True, text=True, timeout=120
     )
     assert json.loads(out.stdout.strip().splitlines()[-1]) is True
+
+
+def test_lazy_top_level_names_are_the_modules_objects() -> None:
+    """Every name in ``wattwise.__all__`` resolves (lazily) to its module's object."""
+    import importlib
+
+    import wattwise
+
+    for name in wattwise.__all__:
+        value = getattr(wattwise, name)
+        module = wattwise._LAZY.get(name)
+        if module is not None:
+            assert value is getattr(importlib.import_module(module), name), name
+    assert set(wattwise._LAZY) <= set(dir(wattwise))
+    try:
+        wattwise.no_such_name  # type: ignore[attr-defined]  # noqa: B018
+    except AttributeError as e:
+        assert "no_such_name" in str(e)
+    else:
+        raise AssertionError("an unknown attribute did not raise")
+
+
+def test_an_adapter_does_not_import_the_whole_api() -> None:
+    code = ("import sys, json, wattwise.lightning, wattwise.tracker\n"
+            "print(json.dumps(sorted(m for m in ('wattwise.report', 'wattwise.measuring') "
+            "if m in sys.modules)))\n")
+    out = subprocess.run(
+        [sys.executable, "-c", code], check=True, capture_output=True, text=True, timeout=120
+    )
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == []

@@ -34,6 +34,7 @@ import hashlib
 import json
 import math
 import os
+import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -77,6 +78,11 @@ def config_dir() -> Path:
     env = os.environ.get(CONFIG_DIR_ENV)
     if env:
         return Path(env)
+    if sys.platform == "linux" and not (os.environ.get("ANDROID_DATA") == "/data"
+                                        and os.environ.get("ANDROID_ROOT") == "/system"):
+        # platformdirs' Unix rule, without its import (~4 ms, on the sizing check's path)
+        base = os.environ.get("XDG_CONFIG_HOME", "").strip() or os.path.expanduser("~/.config")
+        return Path(base) / "wattwise"
     import platformdirs
 
     return Path(platformdirs.user_config_dir("wattwise", appauthor=False))

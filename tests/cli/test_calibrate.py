@@ -233,3 +233,20 @@ def test_callbacks_sizing_warning_says_uncalibrated(tmp_path: Path) -> None:
     stored = json.loads((tmp_path / "run.json").read_text())["advice"]
     assert stored["coefficients"]["calibrated"] is False
     assert stored["coefficients"]["label"] in texts[0]
+
+
+@pytest.mark.parametrize("xdg", [None, "", "  ", "/tmp/xdg-config"])
+def test_config_dir_is_platformdirs_user_config_dir(monkeypatch: pytest.MonkeyPatch,
+                                                    xdg: str | None) -> None:
+    """Without WATTWISE_CONFIG_DIR the folder is platformdirs' (on Linux computed without
+    importing it, which the sizing check would pay for)."""
+    import platformdirs
+
+    from wattwise.calibration import CONFIG_DIR_ENV, config_dir
+
+    monkeypatch.delenv(CONFIG_DIR_ENV, raising=False)
+    if xdg is None:
+        monkeypatch.delenv("XDG_CONFIG_HOME", raising=False)
+    else:
+        monkeypatch.setenv("XDG_CONFIG_HOME", xdg)
+    assert config_dir() == Path(platformdirs.user_config_dir("wattwise", appauthor=False))

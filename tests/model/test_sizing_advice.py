@@ -180,3 +180,32 @@ def test_bad_batch_range():
     ws = mlp_working_sets([8, 2], 4, 16)
     with pytest.raises(ConfigurationError, match=r"batch_range=\(64, 8\)"):
         advise(ws, BUTTER_E_GPU, batch_range=(64, 8))
+
+
+@pytest.mark.parametrize("widths", [[32, 32, 32, 10], [512, 512, 10], [7, 300, 3, 10]])
+def test_width_search_equals_the_plain_bisection(widths: list[int]) -> None:
+    """The search computes an MLP's working sets once per distinct rounded widths; it finds
+    exactly what sixty plain bisection steps over every scale find."""
+    from wattwise.model.advise import _search_scale, scale_working_sets
+
+    ws = mlp_working_sets(widths, 32, 256, n_obs=51200)
+    band, target = (1.0, 2.0), 1.25
+    for i, lv in enumerate(BUTTER_E_CPU.levels):
+        if not lv.is_cache:
+            continue
+
+        def ratio(w: WorkingSets, name: str = lv.name) -> float:
+            return next(r.ratio for r in footprints(w, BUTTER_E_CPU, "b", band) if r.level == name)
+
+        lo, hi = math.log(1e-4), math.log(1e4)
+        for _ in range(60):
+            mid = (lo + hi) / 2
+            lo, hi = (mid, hi) if ratio(scale_working_sets(ws, math.exp(mid))) < target else (lo, mid)
+        plain = min(((math.exp(c), ratio(scale_working_sets(ws, math.exp(c)))) for c in (lo, hi)),
+                    key=lambda sr: abs(sr[1] - target))  # min keeps the first of a tie, as the search
+        found = _search_scale(ws, BUTTER_E_CPU, "b", i, target, band)
+        if found is None:
+            assert not (0.5 <= plain[1] <= 4.0)
+        else:
+            assert (found[0], found[2]) == plain
+            assert found[1] == scale_working_sets(ws, found[0])

@@ -470,21 +470,34 @@ def _search_scale(
     ws: WorkingSets, hierarchy: Hierarchy, set_name: str, level_index: int, target: float,
     band: tuple[float, float],
 ) -> tuple[float, WorkingSets, float] | None:
-    def ratio(w: WorkingSets) -> float:
-        return next(r.ratio for r in footprints(w, hierarchy, set_name, band)
-                    if r.level == hierarchy.levels[level_index].name)
+    level = hierarchy.levels[level_index].name
+    seen: dict[tuple[int, ...], tuple[WorkingSets, float]] = {}
+
+    def at(log_scale: float) -> tuple[WorkingSets, float]:
+        """The scaled working sets and their ratio; an MLP's are computed once per distinct
+        rounded widths (the bisection's last ~50 steps only move between two of them)."""
+        scale = math.exp(log_scale)
+        key = None if ws.widths is None or ws.n_in is None else \
+            tuple(max(1, round(w * scale)) for w in ws.widths[:-1])
+        if key is not None and key in seen:
+            return seen[key]
+        w = scale_working_sets(ws, scale)
+        found = (w, next(r.ratio for r in footprints(w, hierarchy, set_name, band)
+                         if r.level == level))
+        if key is not None:
+            seen[key] = found
+        return found
 
     lo, hi = math.log(1e-4), math.log(1e4)
     for _ in range(60):
         mid = (lo + hi) / 2
-        if ratio(scale_working_sets(ws, math.exp(mid))) < target:
+        if at(mid)[1] < target:
             lo = mid
         else:
             hi = mid
     best: tuple[float, WorkingSets, float] | None = None
     for cand in (lo, hi):
-        w = scale_working_sets(ws, math.exp(cand))
-        r = ratio(w)
+        w, r = at(cand)
         if best is None or abs(r - target) < abs(best[2] - target):
             best = (math.exp(cand), w, r)
     if best is None or not (band[0] * 0.5 <= best[2] <= band[1] * 2):
