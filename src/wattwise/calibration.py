@@ -36,10 +36,10 @@ import math
 import os
 import sys
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from wattwise._record import record
 from wattwise._warn import warn
 from wattwise.errors import ConfigurationError, WattwiseWarning
 from wattwise.model.coefficients import Coefficients, preset
@@ -128,7 +128,7 @@ def calibration_path(hierarchy: Hierarchy, *, directory: str | os.PathLike[str] 
     return folder / f"calibration-{hierarchy.kind}-{_key(ident)}.json"
 
 
-@dataclass(frozen=True)
+@record
 class Calibration:
     """Coefficients fitted on one machine, and how.
 
@@ -311,7 +311,7 @@ def describe_coefficients(coefficients: Coefficients, hierarchy: Hierarchy, *,
 # fitting
 
 
-@dataclass(frozen=True)
+@record
 class CalibrationFit:
     """A calibration fit.
 

@@ -14,10 +14,11 @@ import json
 import math
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import field
 from os import PathLike
 from typing import Any, Literal
 
+from wattwise._record import record
 from wattwise.errors import ConfigurationError
 from wattwise.meters.base import Meter
 from wattwise.meters.factory import METER_NAMES
@@ -81,7 +82,7 @@ def _meters(owner: str, meters: object) -> str | tuple[str | Meter, ...]:
     )
 
 
-@dataclass(frozen=True)
+@record
 class TrackerConfig:
     """The settings of :class:`~wattwise.EnergyTracker` (see it for what each means).
 
@@ -186,7 +187,7 @@ class TrackerConfig:
         return [m for m in self.meters if isinstance(m, Meter)]
 
 
-@dataclass(frozen=True)
+@record
 class RunContext:
     """What a callback knows about this process when a run starts.
 
@@ -262,7 +263,7 @@ def carbon_of_country(code: str, owner: str = "EnergyTracker") -> float:
     return float(value)
 
 
-@dataclass(frozen=True)
+@record
 class CallbackOptions:
     """What both callbacks add to a :class:`TrackerConfig`: the sizing check and the table.
 

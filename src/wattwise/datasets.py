@@ -7,9 +7,9 @@ deterministically into train and validation parts.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from wattwise._record import record
 from wattwise.errors import ConfigurationError
 
 if TYPE_CHECKING:
@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 __all__ = ["Digits", "load_digits"]
 
 
-@dataclass(frozen=True)
+@record
 class Digits:
     """The digits dataset as numpy arrays.
 

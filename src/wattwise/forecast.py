@@ -16,9 +16,9 @@ Three numbers, each labelled with what it rests on:
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
+from wattwise._record import record
 from wattwise.records import EpochRecord, PhaseRecord
 
 __all__ = ["PROJECTED_KEY", "PROJECTED_KEY_KERAS", "Forecast"]
@@ -156,7 +156,7 @@ class Forecast:
         return self.snapshot().to_json()
 
 
-@dataclass(frozen=True)
+@record
 class ForecastSnapshot:
     """What :meth:`Forecast.snapshot` saw; rendered on the summary writer's thread."""
 

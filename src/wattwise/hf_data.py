@@ -20,15 +20,15 @@ Example:
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
+from wattwise._record import record
 from wattwise.errors import ConfigurationError
 from wattwise.records import METRIC_QUANTITIES, PhaseRecord
 
 __all__ = ["BatchPlan", "domain_name", "trainer_metric_keys"]
 
 
-@dataclass(frozen=True)
+@record
 class BatchPlan:
     """The batches of one pass over a data loader (an epoch, or one evaluation).
 

@@ -17,9 +17,9 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
+from wattwise._record import record
 from wattwise.errors import ConfigurationError
 from wattwise.model.working_sets import WorkingSets, layer_working_sets, mlp_working_sets
 
@@ -62,7 +62,7 @@ def first_input(batch: Any) -> Any:
     return batch
 
 
-@dataclass(frozen=True)
+@record
 class _Options:
     """The working-set options both frameworks take (see :func:`torch_working_sets`)."""
 

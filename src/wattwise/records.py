@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any, Literal
+
+from wattwise._record import record
 
 __all__ = [
     "ESTIMATED_KEY",
@@ -39,7 +40,7 @@ def _per(joules: float | None, denominator: float | None) -> float | None:
     return joules / denominator if joules is not None and denominator else None
 
 
-@dataclass(frozen=True)
+@record
 class PhaseRecord:
     """Energy of one phase window (or of several windows of the same phase in one epoch, summed).
 
@@ -120,7 +121,7 @@ class PhaseRecord:
         return d
 
 
-@dataclass(frozen=True)
+@record
 class StepRecord:
     """A step-level window: at least ``min_window_s`` long, spanning one or more batches."""
 
@@ -136,7 +137,7 @@ class StepRecord:
     watts: float | None
 
 
-@dataclass(frozen=True)
+@record
 class EpochRecord:
     """All phase records of one epoch of one stage; ``joules`` None when no phase's is known.
 

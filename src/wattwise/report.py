@@ -29,6 +29,7 @@ from html import escape
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, NoReturn
 
+from wattwise._record import record
 from wattwise.console import UNKNOWN, epoch_stage, format_number, render_table, stage_labels
 from wattwise.errors import ConfigurationError
 from wattwise.summary import SCHEMA_VERSION, read_summary
@@ -57,7 +58,7 @@ __all__ = [
 _PHASE_ORDER = ("train", "validate", "test", "predict")
 
 
-@dataclass(frozen=True)
+@record
 class ReportRow:
     """One phase of one epoch (or of the run totals, ``epoch=None``) of one run.
 

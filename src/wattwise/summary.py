@@ -17,11 +17,12 @@ import tempfile
 import threading
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from os import PathLike
 from pathlib import Path
 from typing import Any
 
+from wattwise._record import record
 from wattwise.accounting import Acc, RecordContext
 from wattwise.errors import ConfigurationError
 from wattwise.records import EpochRecord
@@ -41,7 +42,7 @@ SCHEMA_VERSION = 2
 """Version of the run-summary JSON schema written by :class:`~wattwise.EnergyTracker`."""
 
 
-@dataclass(frozen=True)
+@record
 class StageSnapshot:
     """One stage (``fit``, ``validate``, ``test``, ``predict``) of a run, frozen."""
 
@@ -55,7 +56,7 @@ class StageSnapshot:
     totals: Mapping[str, Acc]  # phase or "other" -> sums (copies)
 
 
-@dataclass(frozen=True)
+@record
 class RunSnapshot:
     """Everything the summary shows, as immutable copies: safe to render on another thread.
 

@@ -33,6 +33,8 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from wattwise._record import record
+
 __all__ = [
     "CODECARBON_MODEL_VERSION",
     "CpuPower",
@@ -240,7 +242,7 @@ def socket_count(sysfs_cpu: str = "/sys/devices/system/cpu") -> int:
     return max(1, len(packages))
 
 
-@dataclass(frozen=True)
+@record
 class CpuPower:
     """The CPU part of codecarbon's setup: its model name and the watts at full load.
 

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 from types import TracebackType
 from typing import Literal
 
+from wattwise._record import record
 from wattwise.errors import ConfigurationError
 
 __all__ = ["Reading", "Meter", "Scope", "check_seconds"]
@@ -17,7 +18,7 @@ Scope = Literal["node", "device"]
 process per node. ``"device"``: a counter of a device this process uses (one GPU)."""
 
 
-@dataclass(frozen=True)
+@record
 class Reading:
     """One reading of a meter.
 

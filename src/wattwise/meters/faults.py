@@ -29,7 +29,7 @@ other domains are not affected. A counter whose meter claims no update period (`
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from wattwise._record import record
 
 __all__ = [
     "SLACK_PERIODS",
@@ -80,7 +80,7 @@ def stall_after_s(period_s: float) -> float:
     return max(STALL_PERIODS * period_s, STALL_MIN_S)
 
 
-@dataclass(frozen=True)
+@record
 class Fault:
     """What went wrong with one domain's counter in one window.
 

@@ -32,9 +32,10 @@ Example:
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, replace
+from dataclasses import field, replace
 from typing import Any
 
+from wattwise._record import record
 from wattwise.errors import ConfigurationError
 from wattwise.model.coefficients import Coefficients, preset
 from wattwise.model.energy import (
@@ -73,7 +74,7 @@ FITTED_ON_MLPS = (
 )
 
 
-@dataclass(frozen=True)
+@record
 class LevelRatio:
     """The judged set against one cache level.
 
@@ -97,7 +98,7 @@ class LevelRatio:
                 "footprint_bytes": self.footprint_bytes, "ratio": self.ratio, "near": self.near}
 
 
-@dataclass(frozen=True)
+@record
 class MemoryNeed:
     """Memory one training step needs, from the working sets, bytes (an estimate).
 
@@ -137,7 +138,7 @@ def memory_need(ws: WorkingSets) -> MemoryNeed:
                       float(ws.backward.distributed_bytes) + float(max_t))
 
 
-@dataclass(frozen=True)
+@record
 class ResizeOption:
     """One option: another batch size (same model) or scaled widths (another model).
 
@@ -221,7 +222,7 @@ class ResizeOption:
         return ", ".join(parts) + " (estimates)"
 
 
-@dataclass(frozen=True)
+@record
 class Advice:
     """Sizing advice for one network, batch size and machine. All energies are estimates.
 
@@ -620,7 +621,7 @@ def advise(
                   all_notes, hidden, batch_range)
 
 
-@dataclass(frozen=True)
+@record
 class _Ctx:
     """What every option of one advice is computed with."""
 

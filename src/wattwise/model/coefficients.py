@@ -31,9 +31,9 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
+from wattwise._record import record
 from wattwise.errors import ConfigurationError
 
 __all__ = [
@@ -59,7 +59,7 @@ TABLE4_PRINTED: dict[str, tuple[float, ...]] = {
 }
 
 
-@dataclass(frozen=True)
+@record
 class Coefficients:
     """Twelve non-negative coefficients of the linear energy model, in joules.
 

@@ -26,9 +26,9 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
+from wattwise._record import record
 from wattwise.errors import ConfigurationError
 from wattwise.model.advise import footprints, rebatch_working_sets
 from wattwise.model.coefficients import Coefficients
@@ -58,7 +58,7 @@ def log_spaced(lo: int, hi: int, points: int) -> list[int]:
     return sorted({round(math.exp(a + (b - a) * i / (points - 1))) for i in range(points)})
 
 
-@dataclass(frozen=True)
+@record
 class NtpCurve:
     """Predicted J/sample over NTP for one shape, with the footprint ratios per cache level.
 
@@ -162,7 +162,7 @@ def ntp_curve(
     return NtpCurve(tuple(xs), tuple(ys), tuple(rs), set_name)
 
 
-@dataclass(frozen=True)
+@record
 class BatchCurve:
     """Predicted J/sample over batch sizes for one model, with the footprint ratios.
 

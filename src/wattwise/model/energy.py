@@ -19,9 +19,10 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any
 
+from wattwise._record import record
 from wattwise.errors import ConfigurationError
 from wattwise.model.coefficients import COEFFICIENT_NAMES, Coefficients
 from wattwise.model.hierarchy import Hierarchy, Placement, place
@@ -41,7 +42,7 @@ __all__ = [
 MiB = 1024.0**2
 
 
-@dataclass(frozen=True)
+@record
 class ModelOptions:
     """Options of the energy model.
 
@@ -74,7 +75,7 @@ class ModelOptions:
         return cls(bool(d.get("shift_inter_layer_counts", False)), str(d.get("size_basis", "total")))
 
 
-@dataclass(frozen=True)
+@record
 class Placements:
     """Where each working set landed (spec section 4)."""
 
@@ -115,7 +116,7 @@ def place_working_sets(ws: WorkingSets, hierarchy: Hierarchy) -> Placements:
     return Placements(ts, f, b, d, float(occ))
 
 
-@dataclass(frozen=True)
+@record
 class PassFeatures:
     """Feature vectors (12 entries, :data:`COEFFICIENT_NAMES` order) of one batch's passes.
 

@@ -16,16 +16,16 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
+from wattwise._record import record
 from wattwise.errors import ConfigurationError
 from wattwise.model.coefficients import COEFFICIENT_NAMES, Coefficients
 
 __all__ = ["FitResult", "cross_validate", "fit_coefficients", "mean_abs_error"]
 
 
-@dataclass(frozen=True)
+@record
 class FitResult:
     """Result of a fit.
 

@@ -15,9 +15,10 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any
 
+from wattwise._record import record
 from wattwise.errors import ConfigurationError
 
 __all__ = [
@@ -38,7 +39,7 @@ MiB = 1024**2
 GiB = 1024**3
 
 
-@dataclass(frozen=True)
+@record
 class MemoryLevel:
     """One level of a memory hierarchy.
 
@@ -106,7 +107,7 @@ class MemoryLevel:
         )
 
 
-@dataclass(frozen=True)
+@record
 class Hierarchy:
     """An ordered memory hierarchy, smallest/fastest level first, main memory last.
 
@@ -188,7 +189,7 @@ def _fmt_bytes(n: float) -> str:
     return f"{n:.0f} B"
 
 
-@dataclass(frozen=True)
+@record
 class Placement:
     """Where one working set landed (spec section 4), sizes in bytes.
 

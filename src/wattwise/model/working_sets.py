@@ -13,16 +13,17 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any
 
+from wattwise._record import record
 from wattwise.errors import ConfigurationError
 from wattwise.model.shapes import ntp as _ntp
 
 __all__ = ["WorkingSet", "WorkingSets", "layer_working_sets", "mlp_working_sets"]
 
 
-@dataclass(frozen=True)
+@record
 class WorkingSet:
     """One working set: ``replicated_bytes`` copied to every core/SM, ``distributed_bytes``
     split across them."""
@@ -47,7 +48,7 @@ class WorkingSet:
         return cls(str(d["name"]), float(d["replicated_bytes"]), float(d["distributed_bytes"]))
 
 
-@dataclass(frozen=True)
+@record
 class WorkingSets:
     """The working sets and operation counts of one training configuration.
 
