@@ -61,6 +61,25 @@ def test_aggregate_slowdown_and_steady_epoch() -> None:
                      "codecarbon by hand: +100.0 %"]
 
 
+def test_paired_slowdown_compares_fits_of_the_same_round() -> None:
+    """A slow spell that hits one round's fits together cancels in the paired column."""
+    peers = _load("peers")
+    none = peers.Job("lightning", "none", sys.executable, runs=[
+        {**_run([0.3], 1.0), "round": 0}, {**_run([0.6], 2.0), "round": 1},
+        {**_run([0.3], 1.0), "round": 2}])
+    mon = peers.Job("lightning", "wattwise-counters", sys.executable, runs=[
+        {**_run([0.3], 1.02), "round": 0}, {**_run([0.6], 2.04), "round": 1},
+        {**_run([0.3], 1.5), "round": 3}])  # round 3 has no baseline fit: left out
+    rows = {r["config"]: r for r in peers.aggregate([none, mon])}
+    assert rows["wattwise-counters"]["slowdown"] == pytest.approx(0.5)  # the spell in one
+    assert rows["wattwise-counters"]["paired_slowdown"] == pytest.approx(0.02)
+    assert rows["none"]["paired_slowdown"] == pytest.approx(0.0)
+    assert "| +50.0 % | +2.0 % |" in peers.render(list(rows.values()))
+    assert peers.verdicts(list(rows.values())) == [
+        "lightning wattwise-counters: fit slowdown +50.0 % (target <= 3 %: NOT met); "
+        "paired by round: +2.0 %"]
+
+
 def test_missing_packages_skip_the_row(monkeypatch: pytest.MonkeyPatch) -> None:
     child = _load("_peers_child")
     monkeypatch.setitem(child.NEEDS, "ghost", ("wattwise_no_such_module|also_not_there",))
