@@ -218,6 +218,9 @@ class _EnergyMonitorImpl:
                                            global_step=trainer.global_step)
 
     def _end(self, status: str, error: BaseException | None = None, *, table: bool = True) -> None:
+        step, self._step = self._step, None
+        if step is not None:  # armed for a first step that never ended: its hooks come off
+            self.tracker.guard("removing the sizing check's hooks", step.stop)
         self.tracker.end_stage(status, error)  # type: ignore[arg-type]
         if table and self._options.print_summary:
             self.tracker.print_table()
@@ -344,16 +347,18 @@ class _EnergyMonitorImpl:
         # a mid-epoch checkpoint: Lightning resumes inside the epoch without on_train_epoch_start
         if self.tracker.resume_epoch == trainer.current_epoch:
             self.tracker.start_window("train", trainer.current_epoch, self._train_plan(trainer))
+            self._record_first_step(pl_module)
 
     def on_train_epoch_start(self, trainer: Any, pl_module: Any) -> None:
         if self.tracker.current_phase != "train":
             self.tracker.start_window("train", trainer.current_epoch, self._train_plan(trainer))
+            self._record_first_step(pl_module)
 
-    def on_train_batch_start(self, trainer: Any, pl_module: Any, batch: Any,
-                             batch_idx: int) -> None:
-        # the sizing check's fallback: the working sets of the first real step, for a module
-        # without a usable forward() (hooks removed in _check_sizing, after that step)
-        if batch_idx == 0 and self._options.advice and self.tracker.advice_pending \
+    def _record_first_step(self, pl_module: Any) -> None:
+        """The sizing check's fallback, armed before the epoch's first step (not in a per-batch
+        hook): the working sets of that step, for a module without a usable forward() (hooks
+        removed in _check_sizing, right after the step)."""
+        if self._step is None and self._options.advice and self.tracker.advice_pending \
                 and self.tracker.global_rank == 0:
             from wattwise.introspect import start_step_recorder
 
@@ -364,7 +369,8 @@ class _EnergyMonitorImpl:
         step = self.tracker.count_batch(batch, self._batch_size_fn)  # no meter read, no clock
         if step is not None:
             self.tracker.guard("logging step-level energy", self._log_step, trainer, step)
-        if batch_idx == 0 and self._options.advice and self.tracker.advice_pending:
+        if (batch_idx == 0 or self._step is not None) and self._options.advice \
+                and self.tracker.advice_pending:  # the first step of the fit (or of a resume)
             self.tracker.check_advice(self._check_sizing, pl_module, batch)
 
     def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:

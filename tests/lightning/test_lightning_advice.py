@@ -99,3 +99,25 @@ def test_no_advice_is_one_warning_with_the_reason_in_the_summary(lit_api: Api, t
     rc = main(["fit", str(tmp_path / "summary.json"), "--out", str(tmp_path / "c.json")])
     err = capsys.readouterr().err
     assert rc != 0 and "ran no submodule" in err and "advice=True" not in err
+
+
+def test_the_first_step_hooks_come_off(lit_api: Api, tmp_path: Path) -> None:
+    """The sizing check's forward hooks are armed before the first step and removed after it,
+    or at the stage's end when no step ended (a fit that fails in its first step)."""
+    module = _module(lit_api, with_forward=False)
+    _fit(lit_api, tmp_path / "ok", module)
+    leaves = [m for m in module.modules() if not list(m.children())]
+    assert leaves and not any(m._forward_hooks for m in leaves)
+
+    class Boom(RuntimeError):
+        pass
+
+    failing = _module(lit_api, with_forward=False)
+
+    def fail(*a: Any, **k: Any) -> Any:
+        raise Boom("the first step fails")
+
+    failing.training_step = fail  # type: ignore[method-assign]
+    with pytest.raises(Boom):
+        _fit(lit_api, tmp_path / "fail", failing)
+    assert not any(m._forward_hooks for m in failing.modules())
