@@ -5,11 +5,11 @@ A frozen dataclass compiles six methods with ``exec`` when its class is defined:
 class on the development VM, and a Lightning fit with the sizing check imports 29 of them
 inside the user's fit. ``@record`` lets :mod:`dataclasses` compile the first three (so creating
 and freezing an instance is unchanged) and gives every record the same three shared functions
-for the rest, which read the field names the decorator stored: ~0.4 ms a class (the import
+for the rest, which read the field names the decorator stored: ~0.45 ms a class (the import
 rows of ``benchmarks/fit_costs.py``, in docs/benchmarks.md, "wattwise next to its peers").
-``tests/test_record.py`` checks that the behaviour
-equals the frozen dataclass's: equality, hashing, ``repr``, assignment and deletion errors,
-:func:`dataclasses.replace`, :func:`dataclasses.asdict`, pickling.
+``tests/test_record.py`` checks that the behaviour equals the frozen dataclass's: equality,
+hashing, ``repr``, assignment and deletion errors, :func:`dataclasses.replace`,
+:func:`dataclasses.asdict`, pickling.
 """
 
 from __future__ import annotations
